@@ -1,0 +1,70 @@
+"""tinygpt: a small, real GPT library written once against the Python Array API.
+
+Runs on NumPy (CPU), CuPy (GPU, ``TINYGPT_BACKEND=cupy``) and array_api_strict.
+"""
+
+from tinygpt import backend, functional, optim
+from tinygpt.errors import TinyGPTError
+from tinygpt.layers import (
+    GELU,
+    Dense,
+    Dropout,
+    Embedding,
+    KVCache,
+    LayerNorm,
+    Linear,
+    Module,
+    MultiHeadAttention,
+    Parameter,
+    PositionalEncoding,
+    ReLU,
+    SelfAttention,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    TransformerBlock,
+)
+from tinygpt.losses import CrossEntropyLoss, LanguageModelLoss, MSELoss
+from tinygpt.models import GPTConfig, TinyGPT
+from tinygpt.tensor import Tensor, concat, no_grad, split, stack, tensor
+from tinygpt.tokenizer import CharTokenizer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GELU",
+    "CharTokenizer",
+    "CrossEntropyLoss",
+    "Dense",
+    "Dropout",
+    "Embedding",
+    "GPTConfig",
+    "KVCache",
+    "LanguageModelLoss",
+    "LayerNorm",
+    "Linear",
+    "MSELoss",
+    "Module",
+    "MultiHeadAttention",
+    "Parameter",
+    "PositionalEncoding",
+    "ReLU",
+    "SelfAttention",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "Tensor",
+    "TinyGPT",
+    "TinyGPTError",
+    "TransformerBlock",
+    "backend",
+    "concat",
+    "functional",
+    "no_grad",
+    "optim",
+    "split",
+    "stack",
+    "tensor",
+]

@@ -1,0 +1,38 @@
+"""The backend layer: everything that differs between NumPy, CuPy and array_api_strict.
+
+Nothing outside this package imports numpy or cupy. Library code asks
+``current()`` for the namespace (``current().xp``) and device, creates arrays
+with explicit ``dtype=`` and ``device=``, and uses the helpers below for what
+the Array API standard does not have (random numbers, scatter-add, host copies).
+"""
+
+from tinygpt.backend.host import asarray, to_numpy
+from tinygpt.backend.ops import one_hot, scatter_add_rows, scatter_add_rows_portable
+from tinygpt.backend.random import Generator, default_generator, manual_seed
+from tinygpt.backend.selection import (
+    BACKENDS,
+    Backend,
+    current,
+    default_float,
+    set_default_float,
+    use,
+    using,
+)
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Generator",
+    "asarray",
+    "current",
+    "default_float",
+    "default_generator",
+    "manual_seed",
+    "one_hot",
+    "scatter_add_rows",
+    "scatter_add_rows_portable",
+    "set_default_float",
+    "to_numpy",
+    "use",
+    "using",
+]

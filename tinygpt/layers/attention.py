@@ -1,0 +1,125 @@
+"""Attention: each position mixes in information from the positions it may see.
+
+``SelfAttention`` is the single-head version composed from autograd primitives
+so it reads line by line like the formula softmax(q k^T / sqrt(d) + mask) v.
+``MultiHeadAttention`` is the one models use: one fused projection makes q, k
+and v for all heads at once, heads are batched as an extra axis, and the whole
+attention is one graph node with a hand-written backward pass.
+
+The causal mask is what makes this a *language model*: position t may only look
+at positions <= t, so the model cannot cheat by reading the token it must predict.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tinygpt import backend
+from tinygpt import functional as F
+from tinygpt.backend import Generator, default_generator
+from tinygpt.errors import ConfigError, ShapeError
+from tinygpt.layers.dense import Dense, Dropout
+from tinygpt.layers.module import Module
+from tinygpt.tensor import Array, Tensor
+
+
+class SelfAttention(Module):
+    """Single-head attention, written with primitives: x (B, T, C) -> (B, T, C)."""
+
+    def __init__(
+        self, d_model: int, causal: bool = True, dropout: float = 0.0, rng: Generator | None = None
+    ) -> None:
+        self.query = Dense(d_model, d_model, rng=rng)
+        self.key = Dense(d_model, d_model, rng=rng)
+        self.value = Dense(d_model, d_model, rng=rng)
+        self.proj = Dense(d_model, d_model, rng=rng)
+        self.attn_dropout = Dropout(dropout, rng)
+        self.causal = causal
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.query(x), self.key(x), self.value(x)  # (B, T, C) each
+        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, T, T)
+        if self.causal:
+            scores = scores + Tensor._wrap(F.causal_mask(x.shape[-2]))  # -inf above the diagonal
+        weights = self.attn_dropout(scores.softmax(axis=-1))  # each row sums to 1
+        return self.proj(weights @ v)  # (B, T, C)
+
+
+class KVCache:
+    """Keys and values of the tokens seen so far, for one attention layer.
+
+    Generating token t then costs O(t) (one query against t cached keys)
+    instead of recomputing attention for the whole context, O(t^2).
+    Preallocated to ``capacity`` positions: (B, H, capacity, D).
+    """
+
+    def __init__(self, batch: int, n_head: int, capacity: int, head_dim: int) -> None:
+        b = backend.current()
+        shape = (batch, n_head, capacity, head_dim)
+        self.keys = b.xp.zeros(shape, dtype=b.float_dtype, device=b.device)
+        self.values = b.xp.zeros(shape, dtype=b.float_dtype, device=b.device)
+        self.length = 0
+        self.capacity = capacity
+
+    def append(self, k: Array, v: Array) -> tuple[Array, Array]:
+        """Store new (B, H, t, D) keys/values; return all of them so far (B, H, length, D)."""
+        t = k.shape[-2]
+        if self.length + t > self.capacity:
+            raise ShapeError(f"KV cache full: {self.length} + {t} > capacity {self.capacity}")
+        self.keys[:, :, self.length : self.length + t, :] = k
+        self.values[:, :, self.length : self.length + t, :] = v
+        self.length += t
+        return self.keys[:, :, : self.length, :], self.values[:, :, : self.length, :]
+
+
+class MultiHeadAttention(Module):
+    """Causal multi-head attention with a fused QKV projection: x (B, T, C) -> (B, T, C)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float = 0.0,
+        causal: bool = True,
+        rng: Generator | None = None,
+    ) -> None:
+        if d_model % n_heads:
+            raise ConfigError(f"n_embd={d_model} must be divisible by n_head={n_heads}")
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.causal = causal
+        self.rng = rng
+        self.qkv = Dense(d_model, 3 * d_model, rng=rng)  # q, k, v side by side
+        self.proj = Dense(d_model, d_model, rng=rng)
+        self.resid_dropout = Dropout(dropout, rng)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        if cache is not None:
+            return self.proj(Tensor._wrap(self._attend_cached(self.qkv(x).data, cache)))
+        y = F.causal_self_attention(
+            self.qkv(x),
+            self.n_heads,
+            dropout_p=self.dropout,
+            rng=self.rng or default_generator(),
+            training=self.training,
+            causal=self.causal,
+        )
+        return self.resid_dropout(self.proj(y))
+
+    def _attend_cached(self, qkv: Array, cache: KVCache) -> Array:
+        """Inference only: attend new queries to cached + new keys. qkv (B, t, 3C) -> (B, t, C)."""
+        if not self.causal:
+            raise ShapeError("a KV cache only makes sense for causal attention")
+        xp = backend.current().xp
+        bsz, t, c3 = qkv.shape
+        c = c3 // 3
+        d = c // self.n_heads
+        heads = xp.permute_dims(xp.reshape(qkv, (bsz, t, 3, self.n_heads, d)), (2, 0, 3, 1, 4))
+        keys, values = cache.append(heads[1, ...], heads[2, ...])  # (B, H, L, D)
+        offset = cache.length - t
+        probs = F.attention_weights(heads[0, ...], keys, F.causal_mask(t, cache.length, offset))
+        y = xp.matmul(probs, values)  # (B, H, t, D)
+        return xp.reshape(xp.permute_dims(y, (0, 2, 1, 3)), (bsz, t, c))
+
+    def __repr__(self) -> str:
+        return f"MultiHeadAttention({self.proj.in_features}, heads={self.n_heads}, dropout={self.dropout})"

@@ -1,0 +1,5 @@
+"""Models assembled from tinygpt layers."""
+
+from tinygpt.models.gpt import GPTConfig, TinyGPT
+
+__all__ = ["GPTConfig", "TinyGPT"]

@@ -1,0 +1,153 @@
+"""TinyGPT: a character-level GPT (decoder-only transformer).
+
+tokens (B, T) -> token embedding + position -> n_layer pre-norm blocks ->
+final LayerNorm -> logits (B, T, vocab) through the token embedding itself
+(weight tying: the same table reads tokens in and writes predictions out).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from tinygpt import functional as F
+from tinygpt.backend import Generator, default_generator
+from tinygpt.errors import ConfigError, ShapeError
+from tinygpt.layers import Embedding, KVCache, LayerNorm, Module, PositionalEncoding, TransformerBlock
+from tinygpt.layers.embedding import POSITIONAL_KINDS
+from tinygpt.tensor import Array, Tensor
+
+
+@dataclass
+class GPTConfig:
+    """The shape of a TinyGPT; saved as ``config.json`` in every checkpoint."""
+
+    vocab_size: int
+    block_size: int = 64
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    positional: str = "learned"
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(
+                    f"{name} (--{name.replace('_', '-')}) must be a positive integer, got {value!r}"
+                )
+        if self.n_embd % self.n_head:
+            raise ConfigError(
+                f"n_embd={self.n_embd} must be divisible by n_head={self.n_head} "
+                "(--n-embd / --n-head): each head gets n_embd // n_head dimensions"
+            )
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ConfigError(f"dropout (--dropout) must be in [0, 1), got {self.dropout!r}")
+        if self.positional not in POSITIONAL_KINDS:
+            raise ConfigError(f"positional must be one of {POSITIONAL_KINDS}, got {self.positional!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def num_parameters(self) -> int:
+        """Parameter count (tied head counted once)."""
+        c, v, n = self.n_embd, self.vocab_size, self.n_layer
+        per_block = 2 * 2 * c + (c * 3 * c + 3 * c) + (c * c + c) + (c * 4 * c + 4 * c) + (4 * c * c + c)
+        pos = self.block_size * c if self.positional == "learned" else 0
+        return v * c + pos + n * per_block + 2 * c
+
+    def flops_per_token(self, seq_len: int | None = None) -> dict[str, int]:
+        """Multiply-adds counted as 2 FLOPs; the training step is forward + 2x for backward."""
+        t = seq_len or self.block_size
+        c, n, v = self.n_embd, self.n_layer, self.vocab_size
+        matmul = 2 * n * (3 * c * c + c * c + 8 * c * c) + 2 * c * v
+        attention = 2 * n * 2 * t * c  # q k^T and p v, averaged over positions of a full window
+        forward = matmul + attention
+        return {"forward": forward, "train_step": 3 * forward}
+
+    def memory_bytes(self, batch_size: int) -> int:
+        """A rough upper estimate of a training step's memory (float32).
+
+        Parameters, gradients and two AdamW moments, plus the activations the
+        backward pass keeps (per block about 20 (B, T, C) arrays and 3 (B, H, T, T)).
+        """
+        b, t, c, h = batch_size, self.block_size, self.n_embd, self.n_head
+        weights = 4 * self.num_parameters()
+        activations = self.n_layer * (20 * b * t * c + 3 * b * h * t * t) + 4 * b * t * self.vocab_size
+        return 4 * weights + 4 * activations
+
+
+class TinyGPT(Module):
+    """GPT with tied input/output embeddings: ids (B, T) -> logits (B, T, vocab_size)."""
+
+    def __init__(self, config: GPTConfig, rng: Generator | None = None) -> None:
+        rng = rng or default_generator()
+        self.config = config
+        c = config
+        self.wte = Embedding(c.vocab_size, c.n_embd, rng=rng)
+        self.wpe = PositionalEncoding(c.block_size, c.n_embd, kind=c.positional, rng=rng)
+        self.blocks = [TransformerBlock(c.n_embd, c.n_head, c.dropout, rng=rng) for _ in range(c.n_layer)]
+        self.ln_f = LayerNorm(c.n_embd)
+        self._init_gpt2(rng)
+
+    def _init_gpt2(self, rng: Generator) -> None:
+        """GPT-2 init: N(0, 0.02) weights, zero biases, residual projections scaled by 1/sqrt(2 n_layer).
+
+        Each block adds two outputs to the residual stream; scaling their
+        projections keeps its variance from growing with depth.
+        """
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, p in self.named_parameters():
+            if name.startswith("blocks.") and name.endswith(("qkv.weight", "fc.weight")):
+                p.data = rng.normal(p.shape, 0.02)
+            elif name.endswith("proj.weight"):
+                p.data = rng.normal(p.shape, residual_std)
+            elif name.startswith("blocks.") and name.endswith("bias") and ".ln" not in name:
+                p.data = p.data * 0.0
+
+    def forward(self, ids: Tensor | Array, caches: list[KVCache] | None = None) -> Tensor:
+        data = ids.data if isinstance(ids, Tensor) else ids
+        if data.ndim != 2:
+            raise ShapeError(f"TinyGPT expects token ids of shape (B, T), got {tuple(data.shape)}")
+        offset = 0 if caches is None else caches[0].length
+        if offset + data.shape[1] > self.config.block_size:
+            raise ShapeError(
+                f"{offset + data.shape[1]} tokens exceed block_size={self.config.block_size}; "
+                "crop the context to the last block_size tokens"
+            )
+        x = self.wpe(self.wte(data), offset=offset)  # (B, T, C)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache=None if caches is None else caches[i])
+        x = self.ln_f(x)
+        return F.linear(x, self.wte.weight.T)  # (B, T, vocab): tied head
+
+    def new_caches(self, batch: int) -> list[KVCache]:
+        """Empty KV caches (one per block) for generating up to block_size positions."""
+        c = self.config
+        return [KVCache(batch, c.n_head, c.block_size, c.n_embd // c.n_head) for _ in range(c.n_layer)]
+
+    def decay_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """AdamW parameter groups: decay 2-D weights (matmuls, embeddings), not biases or norms."""
+        decay = [p for p in self.parameters() if p.ndim >= 2]
+        no_decay = [p for p in self.parameters() if p.ndim < 2]
+        return [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+    def generate(self, ids: Any, max_new_tokens: int, **options: Any) -> Iterator[Any] | Any:
+        """Sample a continuation of ``ids`` (B, T); see ``tinygpt.generation.generate``."""
+        from tinygpt.generation import generate  # generation sits above models
+
+        return generate(self, ids, max_new_tokens, **options)

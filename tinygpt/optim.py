@@ -1,0 +1,216 @@
+"""Optimizers, gradient clipping and learning-rate schedules.
+
+Optimizers update parameters in place under ``no_grad``. Parameters can be
+given as a list or as groups (dicts with ``params`` and per-group settings),
+so that, for example, biases and norms skip weight decay.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from tinygpt import backend
+from tinygpt.errors import ConfigError
+from tinygpt.layers.module import Parameter
+from tinygpt.tensor import Array, no_grad
+
+
+def _groups(params: Iterable[Any], defaults: dict[str, Any]) -> list[dict[str, Any]]:
+    items = list(params)
+    if not items:
+        raise ConfigError("optimizer got an empty parameter list")
+    groups = items if isinstance(items[0], dict) else [{"params": items}]
+    out = []
+    for group in groups:
+        merged = {**defaults, **group, "params": list(group["params"])}
+        out.append(merged)
+    return out
+
+
+class Optimizer:
+    """Base class: holds parameter groups and per-parameter state."""
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        if defaults.get("lr", 0.0) < 0:
+            raise ConfigError(f"learning rate must be >= 0, got {defaults['lr']}")
+        self.param_groups = _groups(params, defaults)
+        self.state: dict[int, dict[str, Any]] = {}
+        self.step_count = 0
+
+    @property
+    def parameters(self) -> list[Parameter]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def set_lr(self, lr: float) -> None:
+        """Set the learning rate of every group (schedules call this each step)."""
+        for group in self.param_groups:
+            group["lr"] = lr
+
+    def zero_grad(self) -> None:
+        for p in self.parameters:
+            p.zero_grad()
+
+    def step(self) -> None:
+        self.step_count += 1
+        with no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p._grad is not None:
+                        self._update(p, p._grad, group, self.state.setdefault(id(p), {}))
+
+    def _update(self, p: Parameter, g: Array, group: dict[str, Any], state: dict[str, Any]) -> None:
+        raise TypeError(f"{type(self).__name__} must define _update()")
+
+    # Checkpoint support: state keyed by parameter position, arrays on the host.
+    def state_dict(self) -> dict[str, Any]:
+        arrays: dict[str, Any] = {}
+        for i, p in enumerate(self.parameters):
+            for key, value in self.state.get(id(p), {}).items():
+                arrays[f"{i}.{key}"] = backend.to_numpy(value)
+        return {"step_count": self.step_count, "arrays": arrays}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step_count = int(state["step_count"])
+        params = self.parameters
+        self.state = {}
+        for name, value in state["arrays"].items():
+            index, key = name.split(".", 1)
+            p = params[int(index)]
+            if tuple(value.shape) != p.shape:
+                raise ConfigError(f"optimizer state {name} has shape {value.shape}, parameter has {p.shape}")
+            self.state.setdefault(id(p), {})[key] = backend.asarray(value, dtype=p.dtype)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum and (L2) weight decay."""
+
+    def __init__(
+        self, params: Iterable[Any], lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0
+    ) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
+
+    def _update(self, p: Parameter, g: Array, group: dict[str, Any], state: dict[str, Any]) -> None:
+        if group["weight_decay"]:
+            g = g + group["weight_decay"] * p.data
+        if group["momentum"]:
+            buf = state.get("momentum")
+            state["momentum"] = buf = g if buf is None else group["momentum"] * buf + g
+            g = buf
+        p.data -= group["lr"] * g
+
+
+class Adam(Optimizer):
+    """Adam: per-parameter step sizes from running averages of g and g^2.
+
+    ``decoupled=True`` is AdamW: weight decay shrinks the weights directly
+    (p *= 1 - lr * wd) instead of being added to the gradient, so it is not
+    rescaled by the adaptive step size.
+    """
+
+    decoupled = False
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        for beta in betas:
+            if not 0.0 <= beta < 1.0:
+                raise ConfigError(f"Adam betas must be in [0, 1), got {betas}")
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+
+    def _update(self, p: Parameter, g: Array, group: dict[str, Any], state: dict[str, Any]) -> None:
+        xp = backend.current().xp
+        beta1, beta2 = group["betas"]
+        lr, wd = group["lr"], group["weight_decay"]
+        if wd and not self.decoupled:
+            g = g + wd * p.data
+        if "m" not in state:
+            state["m"] = xp.zeros_like(p.data)
+            state["v"] = xp.zeros_like(p.data)
+        m, v = state["m"], state["v"]
+        m *= beta1
+        m += (1.0 - beta1) * g
+        v *= beta2
+        v += (1.0 - beta2) * (g * g)
+        t = self.step_count
+        bias1 = 1.0 - beta1**t
+        bias2 = 1.0 - beta2**t
+        if wd and self.decoupled:
+            p.data *= 1.0 - lr * wd
+        denom = xp.sqrt(v) * (1.0 / math.sqrt(bias2)) + group["eps"]
+        p.data -= (lr / bias1) * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter); PyTorch's default decay 0.01."""
+
+    decoupled = True
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+def grad_norm(params: Iterable[Parameter]) -> float:
+    """The global L2 norm of all gradients (as one long vector)."""
+    xp = backend.current().xp
+    total = 0.0
+    for p in params:
+        if p._grad is not None:
+            g = xp.reshape(p._grad, (-1,))
+            total += float(xp.vecdot(g, g))
+    return math.sqrt(total)
+
+
+def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
+    """Scale all gradients so their global norm is at most ``max_norm``; returns the norm before.
+
+    A non-finite norm is returned as is and nothing is scaled, so the caller
+    can detect it (the trainer stops or skips the step).
+    """
+    params = list(params)
+    norm = grad_norm(params)
+    if math.isfinite(norm) and norm > max_norm:
+        scale = max_norm / (norm + 1e-6)
+        for p in params:
+            if p._grad is not None:
+                p._grad = p._grad * scale
+    return norm
+
+
+def constant_lr(lr: float):
+    """A schedule that always gives ``lr``."""
+    return lambda it: lr
+
+
+def warmup_cosine_lr(lr: float, min_lr: float, warmup_iters: int, max_iters: int):
+    """Linear warm-up to ``lr`` over ``warmup_iters``, then cosine decay to ``min_lr`` at ``max_iters``.
+
+    Warm-up avoids huge early steps while Adam's second-moment estimates are
+    still noisy; the cosine tail lets the model settle into a minimum.
+    """
+    if min_lr > lr:
+        raise ConfigError(f"min_lr ({min_lr}) must not exceed lr ({lr})")
+
+    def schedule(it: int) -> float:
+        if it < warmup_iters:
+            return lr * (it + 1) / (warmup_iters + 1)
+        if it > max_iters:
+            return min_lr
+        span = max(1, max_iters - warmup_iters)
+        ratio = (it - warmup_iters) / span
+        return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
+
+    return schedule

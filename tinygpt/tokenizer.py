@@ -1,0 +1,223 @@
+"""Character-level tokenizer: one Unicode code point per token.
+
+A character tokenizer is the simplest thing that lets a language model read
+text: the vocabulary is the sorted set of characters seen in the corpus, and a
+token id is a character's position in that list. Sorting makes the mapping
+depend only on *which* characters occur, so the same corpus always gives the
+same ids.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from tinygpt.errors import TokenizerError
+
+FORMAT = "tinygpt-char-tokenizer"
+VERSION = 1
+
+
+def _describe(char: str) -> str:
+    """Show a character unambiguously, e.g. ``'é' (U+00E9)``."""
+    return f"{char!r} (U+{ord(char):04X})"
+
+
+class CharTokenizer:
+    """Maps each character of a fixed vocabulary to an integer id and back.
+
+    By default a character outside the vocabulary is an error, because
+    silently dropping or replacing text hides data problems. Pass
+    ``unknown=c`` (``c`` must be in the vocabulary) to opt in to mapping every
+    unseen character to ``c`` instead, e.g. when prompting a trained model
+    with text that may contain characters it never saw.
+    """
+
+    def __init__(self, chars: Iterable[str], unknown: str | None = None) -> None:
+        vocab = set()
+        for char in chars:
+            if not isinstance(char, str) or len(char) != 1:
+                raise TokenizerError(
+                    f"vocabulary entries must be single characters, got {char!r}; "
+                    "build the tokenizer with CharTokenizer.from_text(text)"
+                )
+            vocab.add(char)
+        if not vocab:
+            raise TokenizerError("the vocabulary is empty; build it from non-empty text")
+        self._chars: list[str] = sorted(vocab)
+        self._ids: dict[str, int] = {c: i for i, c in enumerate(self._chars)}
+        if unknown is not None and unknown not in self._ids:
+            raise TokenizerError(
+                f"unknown={unknown!r} is not in the vocabulary; "
+                "choose a character that occurs in the training text, or None"
+            )
+        self._unknown = unknown
+
+    @classmethod
+    def from_text(cls, text: str, unknown: str | None = None) -> CharTokenizer:
+        """Build the vocabulary from every distinct character in ``text``."""
+        return cls(text, unknown=unknown)
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of distinct tokens; ids run from 0 to ``vocab_size - 1``."""
+        return len(self._chars)
+
+    @property
+    def chars(self) -> list[str]:
+        """The vocabulary in id order (a copy, so callers cannot corrupt it)."""
+        return list(self._chars)
+
+    @property
+    def unknown(self) -> str | None:
+        """The character unseen characters map to, or None to raise instead."""
+        return self._unknown
+
+    def __len__(self) -> int:
+        return len(self._chars)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CharTokenizer):
+            return NotImplemented
+        return self._chars == other._chars and self._unknown == other._unknown
+
+    def __hash__(self) -> int:
+        return hash((tuple(self._chars), self._unknown))
+
+    def __repr__(self) -> str:
+        return f"CharTokenizer(vocab_size={self.vocab_size}, unknown={self._unknown!r})"
+
+    def encode(self, text: str) -> list[int]:
+        """Turn text into token ids, one per character."""
+        ids = self._ids
+        try:
+            return [ids[c] for c in text]
+        except KeyError:
+            pass
+        # Slow path, only when some character is missing: find it or substitute.
+        if self._unknown is not None:
+            fallback = ids[self._unknown]
+            return [ids.get(c, fallback) for c in text]
+        for position, char in enumerate(text):
+            if char not in ids:
+                raise TokenizerError(
+                    f"character {_describe(char)} at position {position} is not in "
+                    f"the tokenizer's vocabulary of {self.vocab_size} characters; "
+                    "remove it from the text, build the tokenizer from text that "
+                    "contains it, or pass unknown=<a vocabulary character> to map "
+                    "unseen characters to it"
+                )
+        raise AssertionError("unreachable: a missing character was not found")
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Turn token ids (list, iterable, or array with ``.tolist()``) into text."""
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        chars = self._chars
+        size = len(chars)
+        out = []
+        for item in ids:
+            # operator.index accepts any integer type (numpy ints too) but not
+            # floats; bools are ints to Python but surely a bug here.
+            try:
+                token = operator.index(item)
+            except TypeError:
+                token = None
+            if token is None or isinstance(item, bool):
+                raise TokenizerError(f"token id {item!r} is not an integer; decode expects ints")
+            if not 0 <= token < size:
+                raise TokenizerError(
+                    f"token id {token} is outside the vocabulary range "
+                    f"[0, {size}); the ids come from a different tokenizer or model"
+                )
+            out.append(chars[token])
+        return "".join(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description that ``from_dict`` turns back into a tokenizer."""
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "chars": list(self._chars),
+            "unknown": self._unknown,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "tokenizer data") -> CharTokenizer:
+        """Rebuild a tokenizer from ``to_dict`` output, checking every field."""
+
+        def fail(problem: str) -> TokenizerError:
+            return TokenizerError(f"{source}: {problem}")
+
+        if not isinstance(data, dict):
+            raise fail(f"expected a JSON object, got {type(data).__name__}")
+        if data.get("format") != FORMAT:
+            raise fail(
+                f"format is {data.get('format')!r}, expected {FORMAT!r}; "
+                "this is not a tinygpt character tokenizer file"
+            )
+        version = data.get("version")
+        if type(version) is not int or version != VERSION:
+            raise fail(
+                f"version is {version!r}, this tinygpt reads version "
+                f"{VERSION}; re-save the tokenizer with this version of tinygpt"
+            )
+        chars = data.get("chars")
+        if not isinstance(chars, list):
+            raise fail("'chars' must be a list of single characters")
+        for index, char in enumerate(chars):
+            if not isinstance(char, str) or len(char) != 1:
+                raise fail(f"'chars' entry {index} is {char!r}, not a single character")
+        if len(set(chars)) != len(chars):
+            dupes = sorted({c for c in chars if chars.count(c) > 1})
+            raise fail("'chars' has duplicate entries: " + ", ".join(_describe(c) for c in dupes))
+        if chars != sorted(chars):
+            raise fail("'chars' is not sorted, so ids would not match training")
+        unknown = data.get("unknown")
+        if unknown is not None and not isinstance(unknown, str):
+            raise fail(f"'unknown' must be a character or null, got {unknown!r}")
+        try:
+            return cls(chars, unknown=unknown)
+        except TokenizerError as err:
+            raise fail(str(err)) from None
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the tokenizer as JSON, atomically so a crash never leaves half a file."""
+        path = Path(path)
+        # ensure_ascii escapes every non-ASCII character, so any str round-trips.
+        text = json.dumps(self.to_dict(), ensure_ascii=True, indent=1)
+        # The temp file sits in the same directory so os.replace is an atomic rename.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> CharTokenizer:
+        """Read a tokenizer written by ``save``, explaining any problem with the file."""
+        path = Path(path)
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise TokenizerError(f"tokenizer file {str(path)!r} does not exist; check the path") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise TokenizerError(f"cannot read tokenizer file {str(path)!r}: {err}") from None
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise TokenizerError(
+                f"tokenizer file {str(path)!r} is not valid JSON ({err}); "
+                "it may be truncated or corrupt: re-save it"
+            ) from None
+        return cls.from_dict(data, source=f"tokenizer file {str(path)!r}")
