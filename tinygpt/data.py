@@ -15,8 +15,11 @@ import importlib.resources
 import os
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+from tinygpt import backend
 from tinygpt.errors import ConfigError, CorpusError
 
 CORPORA: tuple[str, ...] = ("shakespeare", "tinyshakespeare")
@@ -210,3 +213,49 @@ def check_long_enough(text: str, block_size: int, what: str = "corpus") -> None:
             f"the {what} has {len(text)} characters but needs at least {needed} "
             f"for block_size={block_size}; use more text or a smaller block_size"
         )
+
+
+# Token windows ---------------------------------------------------------------------
+# Training reads random contiguous windows of token ids. The ids live on the
+# backend's device once; each batch is gathered there with one ``take``.
+
+
+def token_array(ids: list[int]) -> Any:
+    """Token ids (a Python list) as an int64 backend array on the current device."""
+    if not ids:
+        raise CorpusError("no tokens: the text is empty")
+    return backend.asarray(ids, dtype=backend.current().int_dtype)
+
+
+def sample_windows(ids: Any, block_size: int, batch_size: int, rng: backend.Generator) -> Any:
+    """``batch_size`` random windows of ``block_size`` consecutive ids: (B, T) int64.
+
+    Start offsets are uniform over every position where a full window fits.
+    """
+    n = ids.shape[0]
+    if n < block_size:
+        raise CorpusError(f"{n} tokens cannot fill a window of block_size={block_size}")
+    starts = rng.integers(0, n - block_size + 1, (batch_size,))
+    return _gather(ids, starts, block_size)
+
+
+def sequential_windows(ids: Any, block_size: int, batch_size: int) -> Iterator[Any]:
+    """Every non-overlapping window of ``block_size`` ids, in order, ``batch_size`` at a time.
+
+    The deterministic pass ``tinygpt eval`` uses over a whole split; a tail
+    shorter than one window is left out.
+    """
+    b = backend.current()
+    count = ids.shape[0] // block_size
+    for first in range(0, count, batch_size):
+        rows = min(batch_size, count - first)
+        starts = b.xp.arange(first, first + rows, dtype=b.int_dtype, device=b.device) * block_size
+        yield _gather(ids, starts, block_size)
+
+
+def _gather(ids: Any, starts: Any, block_size: int) -> Any:
+    b = backend.current()
+    xp = b.xp
+    offsets = xp.arange(block_size, dtype=b.int_dtype, device=b.device)
+    index = starts[:, None] + offsets[None, :]  # (B, T)
+    return xp.reshape(xp.take(ids, xp.reshape(index, (-1,)), axis=0), tuple(index.shape))

@@ -202,7 +202,7 @@ def cross_entropy(logits: Tensor, targets: Tensor | Array) -> Tensor:
 
 def mse_loss(prediction: Tensor, target: Tensor | Array) -> Tensor:
     """Mean squared error."""
-    target = target if isinstance(target, Tensor) else Tensor._wrap(target)
+    target = target if isinstance(target, Tensor) else Tensor(target, dtype=prediction.dtype)
     diff = prediction - target
     return (diff * diff).mean()
 

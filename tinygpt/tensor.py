@@ -407,13 +407,18 @@ class Tensor:
         xp = _xp()
         x = self.data
         index = _complete_index(index, x.ndim)
+        out = x[index]
+        # Setting items does not accept ``None`` (array_api_strict): write through
+        # the index without the new axes, which only drops size-1 axes of g.
+        parts = index if isinstance(index, tuple) else (index,)
+        target = tuple(p for p in parts if p is not None)
 
         def backward(g: Array) -> tuple[Array]:
             full = xp.zeros(x.shape, dtype=g.dtype, device=g.device)
-            full[index] = g
+            full[target] = xp.reshape(g, tuple(x[target].shape)) if len(target) < len(parts) else g
             return (full,)
 
-        return Tensor._from_op(x[index], (self,), backward)
+        return Tensor._from_op(out, (self,), backward)
 
     # Elementwise functions ----------------------------------------------------
     def exp(self) -> Tensor:
@@ -483,7 +488,8 @@ class Tensor:
 def _complete_index(index: Any, ndim: int) -> Any:
     """Add the trailing ``...`` NumPy implies (the Array API requires it spelled out)."""
     parts = index if isinstance(index, tuple) else (index,)
-    if any(p is Ellipsis or p is None for p in parts) or len(parts) >= ndim:
+    # ``None`` adds an axis without consuming one, so it does not count.
+    if any(p is Ellipsis for p in parts) or sum(p is not None for p in parts) >= ndim:
         return index
     return (*parts, Ellipsis)
 

@@ -12,6 +12,7 @@ from tinygpt.backend.random import Generator, default_generator, manual_seed
 from tinygpt.backend.selection import (
     BACKENDS,
     Backend,
+    available_memory,
     current,
     default_float,
     set_default_float,
@@ -24,6 +25,7 @@ __all__ = [
     "Backend",
     "Generator",
     "asarray",
+    "available_memory",
     "current",
     "default_float",
     "default_generator",

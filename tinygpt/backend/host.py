@@ -45,7 +45,7 @@ def asarray(data: Any, dtype: Any = None, backend: Backend | None = None) -> Any
         dtype = b.int_dtype if _is_integer_or_bool(data) else b.float_dtype
     if b.name == "array_api_strict":
         if not _is_strict(data):
-            data = np.ascontiguousarray(to_numpy(data))
+            data = np.asarray(to_numpy(data), order="C")  # ascontiguousarray would make 0-d 1-d
             return xp.asarray(data, dtype=dtype, device=b.device)
         return xp.asarray(data.to_device(b.device), dtype=dtype, device=b.device)
     if b.name == "cupy":

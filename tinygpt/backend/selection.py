@@ -167,3 +167,23 @@ def default_float(name: str) -> Iterator[None]:
         yield
     finally:
         _state.float_name = previous
+
+
+def available_memory(b: Backend | None = None) -> int | None:
+    """Bytes free for arrays on the backend's device (None when it cannot be told)."""
+    b = b or current()
+    if b.name == "cupy":
+        with b.device:
+            free, _total = b.device.mem_info
+            return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

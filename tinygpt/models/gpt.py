@@ -146,6 +146,24 @@ class TinyGPT(Module):
             {"params": no_decay, "weight_decay": 0.0},
         ]
 
+    def summary(self, batch_size: int = 12) -> str:
+        """A table of parameters per layer, FLOPs per token and a training-memory estimate."""
+        groups: dict[str, int] = {}
+        for name, p in self.named_parameters():
+            parts = name.split(".")
+            key = ".".join(parts[:2]) if parts[0] == "blocks" else parts[0]
+            groups[key] = groups.get(key, 0) + p.size
+        c = self.config
+        flops = c.flops_per_token()
+        lines = [f"TinyGPT({c})", f"{'layer':<12}{'parameters':>14}"]
+        lines += [f"{name:<12}{count:>14,}" for name, count in groups.items()]
+        lines.append(f"{'total':<12}{self.num_parameters():>14,}  (head tied to wte)")
+        lines.append(f"FLOPs per token: forward {flops['forward']:,}, training step {flops['train_step']:,}")
+        lines.append(
+            f"training memory at batch {batch_size}: about {c.memory_bytes(batch_size) / 2**20:,.0f} MiB"
+        )
+        return "\n".join(lines)
+
     def generate(self, ids: Any, max_new_tokens: int, **options: Any) -> Iterator[Any] | Any:
         """Sample a continuation of ``ids`` (B, T); see ``tinygpt.generation.generate``."""
         from tinygpt.generation import generate  # generation sits above models

@@ -1,0 +1,163 @@
+"""Autoregressive sampling: predict a distribution, draw a token, append it, repeat.
+
+With the KV cache (the default) each new token passes through the model alone
+and attends to cached keys and values: O(T) work per token instead of
+re-running the whole context, O(T^2). When the context reaches ``block_size``
+the window slides: the cache is rebuilt from the most recent ``block_size // 2``
+tokens and generation continues, so text of any length can be produced (the
+model then sees between half and all of a block of context).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from tinygpt import backend
+from tinygpt.errors import ConfigError, ShapeError
+from tinygpt.models.gpt import TinyGPT
+from tinygpt.tensor import Array, no_grad
+from tinygpt.tokenizer import CharTokenizer
+
+
+def validate_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Raise ConfigError naming the option and its allowed range."""
+    if not temperature > 0:
+        raise ConfigError(f"temperature (--temperature) must be > 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ConfigError(f"top_k (--top-k) must be >= 1, got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ConfigError(f"top_p (--top-p) must be in (0, 1], got {top_p}")
+
+
+def filter_logits(
+    logits: Array, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+) -> Array:
+    """Next-token probabilities (B, V) from logits (B, V) after temperature, top-k and top-p.
+
+    top-k keeps the k most likely tokens; top-p keeps the smallest set whose
+    probability adds up to at least p (nucleus sampling). Both cut the long
+    tail of unlikely characters that makes samples derail.
+    """
+    xp = backend.current().xp
+    z = logits / temperature
+    vocab = z.shape[-1]
+    if top_k is not None and top_k < vocab:
+        kth = xp.sort(z, axis=-1, descending=True)[:, top_k - 1 : top_k]
+        z = xp.where(z < kth, -float("inf"), z)
+    z = z - xp.max(z, axis=-1, keepdims=True)
+    probs = xp.exp(z)
+    probs = probs / xp.sum(probs, axis=-1, keepdims=True)
+    if top_p is not None and top_p < 1.0:
+        ordered = xp.sort(probs, axis=-1, descending=True)
+        before = xp.cumulative_sum(ordered, axis=-1) - ordered  # mass strictly above each token
+        kept = xp.where(before < top_p, ordered, xp.inf)
+        threshold = xp.min(kept, axis=-1, keepdims=True)  # smallest probability still kept
+        probs = xp.where(probs >= threshold, probs, 0.0)
+        probs = probs / xp.sum(probs, axis=-1, keepdims=True)
+    return probs
+
+
+def generate_stream(
+    model: TinyGPT,
+    ids: Sequence[Sequence[int]] | Array,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    rng: backend.Generator | None = None,
+    use_cache: bool = True,
+    greedy: bool = False,
+) -> Iterator[list[int]]:
+    """Yield the next token of every row, one step at a time: lists of B ints.
+
+    ``ids`` (B, T) is the prompt; ``greedy`` takes the most likely token
+    instead of sampling. Without the cache, each step re-runs the last
+    ``block_size`` tokens (the reference the cache is tested against).
+    """
+    validate_sampling(temperature, top_k, top_p)
+    if max_new_tokens < 0:
+        raise ConfigError(f"max_new_tokens (--max-new-tokens) must be >= 0, got {max_new_tokens}")
+    rows = [list(map(int, row)) for row in (backend.to_numpy(ids).tolist() if hasattr(ids, "shape") else ids)]
+    if not rows or not rows[0] or any(len(r) != len(rows[0]) for r in rows):
+        raise ShapeError("generation needs a non-empty prompt of equal length in every row (B, T)")
+    rng = rng or backend.Generator(seed)
+    block = model.config.block_size
+    xp = backend.current().xp
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            caches = None
+            if use_cache:
+                caches = model.new_caches(len(rows))
+                logits = model(_ids([r[-block:] for r in rows]), caches).data[:, -1, :]
+            else:
+                logits = model(_ids([r[-block:] for r in rows])).data[:, -1, :]
+            for step in range(max_new_tokens):
+                if greedy:
+                    nxt = backend.to_numpy(xp.argmax(logits, axis=-1)).tolist()
+                else:
+                    nxt = backend.to_numpy(
+                        rng.categorical(filter_logits(logits, temperature, top_k, top_p))
+                    ).tolist()
+                for row, token in zip(rows, nxt, strict=True):
+                    row.append(int(token))
+                yield [int(t) for t in nxt]
+                if step == max_new_tokens - 1:
+                    break
+                if caches is None:
+                    logits = model(_ids([r[-block:] for r in rows])).data[:, -1, :]
+                elif caches[0].length < block:
+                    logits = model(_ids([[r[-1]] for r in rows]), caches).data[:, -1, :]
+                else:  # window full: slide it by rebuilding the cache from recent tokens
+                    caches = model.new_caches(len(rows))
+                    keep = max(1, block // 2)
+                    logits = model(_ids([r[-keep:] for r in rows]), caches).data[:, -1, :]
+    finally:
+        model.train(was_training)
+
+
+def _ids(rows: list[list[int]]) -> Array:
+    return backend.asarray(rows, dtype=backend.current().int_dtype)
+
+
+def generate(
+    model: TinyGPT, ids: Sequence[Sequence[int]] | Array, max_new_tokens: int, **options: Any
+) -> list[list[int]]:
+    """Prompt rows (B, T) plus ``max_new_tokens`` sampled tokens each: B lists of ints."""
+    rows = [list(map(int, r)) for r in (backend.to_numpy(ids).tolist() if hasattr(ids, "shape") else ids)]
+    for step in generate_stream(model, rows, max_new_tokens, **options):
+        for row, token in zip(rows, step, strict=True):
+            row.append(token)
+    return rows
+
+
+class TextGeneration:
+    """Text in, text out: a model and its tokenizer wrapped for sampling."""
+
+    def __init__(self, model: TinyGPT, tokenizer: CharTokenizer) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        # An empty prompt starts from a newline, the most common "start of a speech".
+        text = prompt or ("\n" if "\n" in self.tokenizer.chars else self.tokenizer.chars[0])
+        return self.tokenizer.encode(text)
+
+    def sample(
+        self, prompt: str = "", max_new_tokens: int = 200, num_samples: int = 1, **options: Any
+    ) -> list[str]:
+        """``num_samples`` continuations of ``prompt`` (each including the prompt)."""
+        if num_samples < 1:
+            raise ConfigError(f"num_samples (--num-samples) must be >= 1, got {num_samples}")
+        ids = self._prompt_ids(prompt)
+        rows = generate(self.model, [ids] * num_samples, max_new_tokens, **options)
+        start = 0 if prompt else len(ids)
+        return [self.tokenizer.decode(r[start:]) for r in rows]
+
+    def stream(self, prompt: str = "", max_new_tokens: int = 200, **options: Any) -> Iterator[str]:
+        """Yield the continuation of ``prompt`` character by character as it is generated."""
+        for step in generate_stream(self.model, [self._prompt_ids(prompt)], max_new_tokens, **options):
+            yield self.tokenizer.decode(step)
