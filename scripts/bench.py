@@ -1,0 +1,204 @@
+"""Benchmark: tinygpt vs a PyTorch model of the same architecture, side by side.
+
+    python scripts/bench.py            # table
+    python scripts/bench.py --json     # one JSON object
+
+Each measurement runs in its own subprocess (so peak memory is per framework)
+with the same thread count, float32, batch and model. Reported: median
+milliseconds per training step (forward + backward + clip + AdamW), their
+ratio, peak resident memory added by training, and sampling speed with and
+without the KV cache. Informational only: nothing here gates CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CONFIGS = {
+    # name: (n_layer, n_head, n_embd, block_size, batch_size, timed steps)
+    "small": (4, 4, 128, 64, 12, 40),
+    "bigger": (6, 6, 384, 256, 8, 6),
+}
+VOCAB = 84  # the Shakespeare corpus's character count
+HERE = Path(__file__).resolve().parent
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker_tinygpt(name: str) -> dict:
+    import numpy as np
+
+    import tinygpt as tg
+    from tinygpt import backend
+
+    n_layer, n_head, n_embd, block, batch, steps = CONFIGS[name]
+    backend.manual_seed(0)
+    model = tg.TinyGPT(tg.GPTConfig(VOCAB, block, n_layer, n_head, n_embd))
+    opt = tg.optim.AdamW(model.decay_groups(0.1), lr=1e-3, betas=(0.9, 0.99))
+    loss_fn = tg.LanguageModelLoss()
+    ids = backend.asarray(np.random.default_rng(0).integers(0, VOCAB, (batch, block)))
+    base = _rss_mb()
+    times = []
+    for i in range(steps + 3):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        loss = loss_fn(model(ids), ids)
+        loss.backward()
+        tg.optim.clip_grad_norm(model.parameters(), 1.0)
+        opt.step()
+        loss.item()
+        if i >= 3:
+            times.append(time.perf_counter() - t0)
+    return {"ms_per_step": 1000 * statistics.median(times), "peak_mb": _peak_mb() - base}
+
+
+def worker_torch(name: str, threads: int) -> dict:
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    from torch_reference import GPTConfig, TorchGPT, lm_loss, make_optimizer
+
+    torch.set_num_threads(threads)
+    n_layer, n_head, n_embd, block, batch, steps = CONFIGS[name]
+    torch.manual_seed(0)
+    model = TorchGPT(GPTConfig(VOCAB, block, n_layer, n_head, n_embd))
+    opt = make_optimizer(model, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99))
+    ids = torch.randint(0, VOCAB, (batch, block))
+    base = _rss_mb()
+    times = []
+    for i in range(steps + 3):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = lm_loss(model(ids), ids)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        loss.item()
+        if i >= 3:
+            times.append(time.perf_counter() - t0)
+    return {"ms_per_step": 1000 * statistics.median(times), "peak_mb": _peak_mb() - base}
+
+
+def worker_sampling(tokens: int) -> dict:
+    import tinygpt as tg
+    from tinygpt import backend
+    from tinygpt.generation import generate
+
+    n_layer, n_head, n_embd, block, _, _ = CONFIGS["bigger"]
+    backend.manual_seed(0)
+    model = tg.TinyGPT(tg.GPTConfig(VOCAB, block, n_layer, n_head, n_embd))
+    result = {}
+    for cached in (True, False):
+        t0 = time.perf_counter()
+        generate(model, [[0]], tokens, seed=1, use_cache=cached)
+        result["cached" if cached else "uncached"] = tokens / (time.perf_counter() - t0)
+    return result
+
+
+def _run_worker(args: list[str]) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark worker {args} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def machine() -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numpy
+
+    versions = f"numpy {numpy.__version__}"
+    try:
+        import torch
+
+        versions += f", torch {torch.__version__}"
+    except ImportError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--sample-tokens", type=int, default=500)
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        kind, *rest = args.worker
+        if kind == "tinygpt":
+            result = worker_tinygpt(rest[0])
+        elif kind == "torch":
+            result = worker_torch(rest[0], int(rest[1]))
+        else:
+            result = worker_sampling(int(rest[0]))
+        print(json.dumps(result))
+        return
+
+    report: dict = {"machine": machine(), "threads": args.threads, "training": {}, "sampling": {}}
+    for name in args.configs:
+        row = {"tinygpt": _run_worker(["tinygpt", name])}
+        if not args.no_torch:
+            row["torch"] = _run_worker(["torch", name, str(args.threads)])
+            row["ratio"] = row["tinygpt"]["ms_per_step"] / row["torch"]["ms_per_step"]
+            row["memory_ratio"] = row["tinygpt"]["peak_mb"] / max(row["torch"]["peak_mb"], 1e-9)
+        report["training"][name] = row
+    sampling = _run_worker(["sampling", str(args.sample_tokens)])
+    sampling["speedup"] = sampling["cached"] / sampling["uncached"]
+    report["sampling"] = sampling
+
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(f"machine: {report['machine']}; threads {args.threads}; float32")
+    print(
+        f"{'config':<8} {'tinygpt ms':>11} {'torch ms':>9} {'ratio':>6} {'tinygpt MB':>11} {'torch MB':>9} {'mem ratio':>9}"
+    )
+    for name, row in report["training"].items():
+        n_layer, n_head, n_embd, block, batch, _ = CONFIGS[name]
+        t = row["tinygpt"]
+        if "torch" in row:
+            o = row["torch"]
+            print(
+                f"{name:<8} {t['ms_per_step']:>11.1f} {o['ms_per_step']:>9.1f} {row['ratio']:>6.2f} "
+                f"{t['peak_mb']:>11.0f} {o['peak_mb']:>9.0f} {row['memory_ratio']:>9.2f}"
+                f"   ({n_layer}L {n_head}H {n_embd}C block {block} batch {batch})"
+            )
+        else:
+            print(f"{name:<8} {t['ms_per_step']:>11.1f} {'-':>9} {'-':>6} {t['peak_mb']:>11.0f}")
+    s = report["sampling"]
+    print(
+        f"sampling {args.sample_tokens} tokens at block 256: cached {s['cached']:.0f} tok/s, "
+        f"uncached {s['uncached']:.0f} tok/s, speed-up {s['speedup']:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
