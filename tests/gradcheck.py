@@ -63,3 +63,25 @@ def random_tensor(shape: tuple[int, ...], seed: int = 0, scale: float = 1.0) -> 
     """A float tensor on the current backend from a fixed host seed."""
     data = np.random.default_rng(seed).standard_normal(shape) * scale
     return Tensor(data, dtype=backend.current().float_dtype)
+
+
+def check_module_gradients(module, f: Callable[..., Tensor], inputs: list[Tensor], **options) -> None:
+    """``check_gradients`` of scalar ``f(*inputs)`` w.r.t. the inputs and every parameter of ``module``.
+
+    ``f`` calls the module; each parameter is swapped for the perturbed copy
+    during the finite-difference evaluations and restored afterwards.
+    """
+    params = module.parameters()
+    n = len(inputs)
+
+    def with_params(*args: Tensor) -> Tensor:
+        saved = [p.data for p in params]
+        for p, value in zip(params, args[n:], strict=True):
+            p.data = value.data
+        try:
+            return f(*args[:n])
+        finally:
+            for p, data in zip(params, saved, strict=True):
+                p.data = data
+
+    check_gradients(with_params, list(inputs) + list(params), **options)

@@ -241,7 +241,9 @@ def test_dropout_matches_finite_differences_and_mask_product(xp_backend, float64
     x = random_tensor((4, 5), 14)
     check_gradients(lambda x: (F.dropout(x, 0.4, Generator(3)) * x).sum(), [x], samples=20)
     keep = Generator(3).keep_mask((4, 5), 0.6, dtype=x.dtype)
-    assert_same_value_and_grads(lambda x: F.dropout(x, 0.4, Generator(3)), lambda x: x * Tensor._wrap(keep), [x])
+    assert_same_value_and_grads(
+        lambda x: F.dropout(x, 0.4, Generator(3)), lambda x: x * Tensor._wrap(keep), [x]
+    )
 
 
 def test_dropout_rejects_bad_probability_and_missing_rng(xp_backend) -> None:

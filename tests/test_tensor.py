@@ -99,7 +99,8 @@ def test_broadcast_add_gradient_is_count_of_broadcast_copies(xp_backend) -> None
 
 
 @pytest.mark.parametrize(
-    ("shape_a", "shape_b"), [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((4,), (4, 5)), ((3, 4), (4,)), ((4,), (4,))]
+    ("shape_a", "shape_b"),
+    [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((4,), (4, 5)), ((3, 4), (4,)), ((4,), (4,))],
 )
 def test_matmul_gradient_matches_finite_differences(xp_backend, float64, shape_a, shape_b) -> None:
     a, b = random_tensor(shape_a, seed=5), random_tensor(shape_b, seed=6)

@@ -28,12 +28,17 @@ def to_numpy(array: Any) -> np.ndarray:
     return np.array(array, copy=True)
 
 
-def asarray(data: Any, dtype: Any = None, backend: Backend | None = None) -> Any:
+def asarray(data: Any, dtype: Any = None, backend: Backend | None = None, copy: bool = True) -> Any:
     """Put ``data`` (NumPy array, nested lists, scalar, backend array) on the backend.
 
     ``dtype`` may be a backend dtype or a name (``"float32"``, ``"int64"``).
     Without it, floating data gets the default float dtype, integer data int64,
     so Python lists never silently become float64.
+
+    The result does not share memory with a NumPy ``data`` (as on the other
+    backends), so in-place updates such as optimizer steps never write into
+    the caller's array; ``copy=False`` skips the copy for a fresh array the
+    caller hands over (random draws).
     """
     b = backend or current()
     xp = b.xp
@@ -52,8 +57,8 @@ def asarray(data: Any, dtype: Any = None, backend: Backend | None = None) -> Any
         with b.device:
             return xp.asarray(data, dtype=dtype)
     if not is_numpy_array(data):
-        data = to_numpy(data)
-    return xp.asarray(data, dtype=dtype, device=b.device)
+        data, copy = to_numpy(data), False  # to_numpy already copied
+    return xp.asarray(data, dtype=dtype, device=b.device, copy=True if copy else None)
 
 
 def _is_strict(data: Any) -> bool:

@@ -42,15 +42,15 @@ class Generator:
     def normal(self, shape: Sequence[int], std: float = 1.0, dtype: Any = None) -> Any:
         """Normal(0, std) samples of ``shape``, default float dtype."""
         sample = self._host.standard_normal(tuple(shape), dtype=np.float64) * std
-        return asarray(sample, dtype=dtype)
+        return asarray(sample, dtype=dtype, copy=False)
 
     def uniform(self, shape: Sequence[int], low: float = 0.0, high: float = 1.0, dtype: Any = None) -> Any:
         """Uniform samples in ``[low, high)``."""
-        return asarray(self._host.uniform(low, high, tuple(shape)), dtype=dtype)
+        return asarray(self._host.uniform(low, high, tuple(shape)), dtype=dtype, copy=False)
 
     def integers(self, low: int, high: int, shape: Sequence[int]) -> Any:
         """Integers in ``[low, high)`` as an int64 backend array."""
-        return asarray(self._host.integers(low, high, tuple(shape), dtype=np.int64))
+        return asarray(self._host.integers(low, high, tuple(shape), dtype=np.int64), copy=False)
 
     def host_integers(self, low: int, high: int, shape: Sequence[int]) -> np.ndarray:
         """Integers in ``[low, high)`` kept on the host (for slicing plans)."""
@@ -68,7 +68,7 @@ class Generator:
                 draw = gpu.random(tuple(shape), dtype=cupy.float32)
                 return (draw < p_keep).astype(dtype) * (1.0 / p_keep)
         keep = self._host.random(tuple(shape), dtype=np.float32) < p_keep
-        return asarray(keep.astype(np.float32) * np.float32(1.0 / p_keep), dtype=dtype)
+        return asarray(keep.astype(np.float32) * np.float32(1.0 / p_keep), dtype=dtype, copy=False)
 
     def categorical(self, probs: Any) -> Any:
         """One index per row of ``probs`` (N, V), drawn with those probabilities.
@@ -83,7 +83,7 @@ class Generator:
         cdf /= cdf[:, -1:]
         u = self._host.random((p.shape[0], 1))
         idx = np.minimum((cdf < u).sum(axis=-1), p.shape[-1] - 1)
-        return asarray(idx.astype(np.int64))
+        return asarray(idx.astype(np.int64), copy=False)
 
 
 _default = Generator(0)
