@@ -10,7 +10,7 @@ import pytest
 
 from tinygpt import Parameter, Tensor
 from tinygpt.errors import ConfigError
-from tinygpt.optim import SGD, Adam, AdamW, clip_grad_norm, grad_norm, warmup_cosine_lr
+from tinygpt.optim import SGD, Adam, AdamW, clip_grad_norm, clip_scale, grad_norm, warmup_cosine_lr
 
 STEPS = 4
 
@@ -230,3 +230,29 @@ def test_warmup_cosine_schedule_values() -> None:
 def test_warmup_cosine_rejects_min_above_max() -> None:
     with pytest.raises(ConfigError, match="min_lr"):
         warmup_cosine_lr(0.1, 0.2, 10, 100)
+
+
+@pytest.mark.parametrize(
+    "make", [lambda ps: AdamW(ps, lr=0.01, weight_decay=0.1), lambda ps: SGD(ps, lr=0.1, momentum=0.9)]
+)
+def test_grad_scale_in_step_equals_clipping_first(xp_backend, make):
+    """Clipping folded into the update (clip_scale + step(grad_scale)) == clip_grad_norm then step."""
+    rng = np.random.default_rng(3)
+    start = [rng.standard_normal((4, 3)), rng.standard_normal((3,))]
+    grads = [rng.standard_normal((4, 3)) * 5, rng.standard_normal((3,)) * 5]
+    results = []
+    for folded in (False, True):
+        params = [Parameter(w) for w in start]
+        opt = make(params)
+        for _ in range(3):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = Tensor(g).data
+            if folded:
+                _, scale = clip_scale(params, 1.0)
+                opt.step(grad_scale=scale)
+            else:
+                clip_grad_norm(params, 1.0)
+                opt.step()
+        results.append([p.numpy() for p in params])
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -90,18 +90,21 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"linear: input has {x.shape[-1]} features but the weight expects {weight.shape[0]} "
             f"(input shape {x.shape}, weight shape {weight.shape})"
         )
-    out = xp.matmul(x.data, weight.data)
+    n_in, n_out = weight.shape
+    lead = x.shape[:-1]
+    x2 = xp.reshape(x.data, (-1, n_in))  # one big matmul instead of one per batch row
+    out = xp.matmul(x2, weight.data)
     if bias is not None:
         out += bias.data
-    n_in, n_out = weight.shape
+    out = xp.reshape(out, (*lead, n_out))
 
     def backward(g: Array) -> tuple[Array | None, ...]:
         g2 = xp.reshape(g, (-1, n_out))
         gx = gw = gb = None
         if x.requires_grad:
-            gx = xp.matmul(g, xp.matrix_transpose(weight.data))
+            gx = xp.reshape(xp.matmul(g2, xp.matrix_transpose(weight.data)), (*lead, n_in))
         if weight.requires_grad:
-            gw = xp.matmul(xp.matrix_transpose(xp.reshape(x.data, (-1, n_in))), g2)
+            gw = xp.matmul(xp.matrix_transpose(x2), g2)
         if bias is not None and bias.requires_grad:
             gb = xp.sum(g2, axis=0)
         return (gx, gw) if bias is None else (gx, gw, gb)
@@ -119,13 +122,15 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Te
     xp = backend.current().xp
     if x.shape[-1] != weight.shape[0]:
         raise ShapeError(f"layer_norm: input has {x.shape[-1]} features, weight has {weight.shape[0]}")
+    c = x.shape[-1]
     centered = x.data - xp.mean(x.data, axis=-1, keepdims=True)
-    rstd = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=-1, keepdims=True) + eps)
+    # vecdot sums products without materialising centered**2 (one pass fewer).
+    rstd = 1.0 / xp.sqrt(xp.vecdot(centered, centered)[..., None] * (1.0 / c) + eps)
     xhat = centered * rstd
-    out = xhat * weight.data + bias.data
+    out = xhat * weight.data
+    out += bias.data
 
     def backward(g: Array) -> tuple[Array | None, ...]:
-        c = g.shape[-1]
         gx = gw = gb = None
         if weight.requires_grad:
             gw = xp.sum(xp.reshape(g * xhat, (-1, c)), axis=0)
@@ -133,11 +138,10 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Te
             gb = xp.sum(xp.reshape(g, (-1, c)), axis=0)
         if x.requires_grad:
             gxhat = g * weight.data
-            gx = rstd * (
-                gxhat
-                - xp.mean(gxhat, axis=-1, keepdims=True)
-                - xhat * xp.mean(gxhat * xhat, axis=-1, keepdims=True)
-            )
+            proj = xp.vecdot(gxhat, xhat)[..., None] * (1.0 / c)  # mean(gxhat * xhat)
+            gx = gxhat - xp.mean(gxhat, axis=-1, keepdims=True)
+            gx -= xhat * proj
+            gx *= rstd
         return gx, gw, gb
 
     return Tensor._from_op(out, (x, weight, bias), backward)
@@ -194,7 +198,9 @@ def cross_entropy(logits: Tensor, targets: Tensor | Array) -> Tensor:
     loss = xp.mean(xp.log(total) - picked)
 
     def backward(g: Array) -> tuple[Array]:
-        grad = (e / total - backend.one_hot(t, vocab, z.dtype)) * (g / n)
+        grad = e / total
+        grad -= backend.one_hot(t, vocab, z.dtype)
+        grad *= g / n
         return (xp.reshape(grad, logits.shape),)
 
     return Tensor._from_op(loss, (logits,), backward)
@@ -239,10 +245,11 @@ def attention_weights(q: Array, k: Array, mask: Array | None) -> Array:
     xp = backend.current().xp
     scores = xp.matmul(q * (1.0 / math.sqrt(q.shape[-1])), xp.matrix_transpose(k))
     if mask is not None:
-        scores = scores + mask
-    scores = scores - xp.max(scores, axis=-1, keepdims=True)
-    e = xp.exp(scores)
-    return e / xp.sum(e, axis=-1, keepdims=True)
+        scores += mask
+    scores -= xp.max(scores, axis=-1, keepdims=True)
+    probs = xp.exp(scores)
+    probs /= xp.sum(probs, axis=-1, keepdims=True)
+    return probs
 
 
 def causal_self_attention(
@@ -284,10 +291,12 @@ def causal_self_attention(
         gp = xp.matmul(gy, xp.matrix_transpose(v))  # (B, H, T, T)
         if keep is not None:
             gp = gp * keep
-        gs = probs * (gp - xp.sum(gp * probs, axis=-1, keepdims=True)) * scale
-        gq = xp.matmul(gs, k)
-        gk = xp.matmul(xp.matrix_transpose(gs), q)
-        grads = xp.stack([gq, gk, gv], axis=0)  # (3, B, H, T, D)
-        return (xp.reshape(xp.permute_dims(grads, (1, 3, 0, 2, 4)), (bsz, t, c3)),)
+        gp -= xp.vecdot(gp, probs)[..., None]  # softmax backward, in place
+        gp *= probs
+        grads = xp.empty((bsz, t, 3, n_head, d), dtype=g.dtype, device=g.device)
+        grads[:, :, 0, :, :] = xp.permute_dims(xp.matmul(gp, k) * scale, (0, 2, 1, 3))
+        grads[:, :, 1, :, :] = xp.permute_dims(xp.matmul(xp.matrix_transpose(gp), q) * scale, (0, 2, 1, 3))
+        grads[:, :, 2, :, :] = xp.permute_dims(gv, (0, 2, 1, 3))
+        return (xp.reshape(grads, (bsz, t, c3)),)
 
     return Tensor._from_op(out, (qkv,), backward)

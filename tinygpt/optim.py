@@ -52,15 +52,22 @@ class Optimizer:
         for p in self.parameters:
             p.zero_grad()
 
-    def step(self) -> None:
+    def step(self, grad_scale: float = 1.0) -> None:
+        """Update every parameter that has a gradient.
+
+        ``grad_scale`` multiplies the gradients on the fly: gradient clipping
+        folded into the update (see ``clip_scale``) costs no extra pass.
+        """
         self.step_count += 1
         with no_grad():
             for group in self.param_groups:
                 for p in group["params"]:
                     if p._grad is not None:
-                        self._update(p, p._grad, group, self.state.setdefault(id(p), {}))
+                        self._update(p, p._grad, group, self.state.setdefault(id(p), {}), grad_scale)
 
-    def _update(self, p: Parameter, g: Array, group: dict[str, Any], state: dict[str, Any]) -> None:
+    def _update(
+        self, p: Parameter, g: Array, group: dict[str, Any], state: dict[str, Any], grad_scale: float
+    ) -> None:
         raise TypeError(f"{type(self).__name__} must define _update()")
 
     # Checkpoint support: state keyed by parameter position, arrays on the host.
@@ -91,7 +98,11 @@ class SGD(Optimizer):
     ) -> None:
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
 
-    def _update(self, p: Parameter, g: Array, group: dict[str, Any], state: dict[str, Any]) -> None:
+    def _update(
+        self, p: Parameter, g: Array, group: dict[str, Any], state: dict[str, Any], grad_scale: float
+    ) -> None:
+        if grad_scale != 1.0:
+            g = g * grad_scale
         if group["weight_decay"]:
             g = g + group["weight_decay"] * p.data
         if group["momentum"]:
@@ -124,10 +135,14 @@ class Adam(Optimizer):
                 raise ConfigError(f"Adam betas must be in [0, 1), got {betas}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
 
-    def _update(self, p: Parameter, g: Array, group: dict[str, Any], state: dict[str, Any]) -> None:
+    def _update(
+        self, p: Parameter, g: Array, group: dict[str, Any], state: dict[str, Any], grad_scale: float
+    ) -> None:
         xp = backend.current().xp
         beta1, beta2 = group["betas"]
         lr, wd = group["lr"], group["weight_decay"]
+        if grad_scale != 1.0 and wd and not self.decoupled:
+            g, grad_scale = g * grad_scale, 1.0
         if wd and not self.decoupled:
             g = g + wd * p.data
         if "m" not in state:
@@ -135,16 +150,22 @@ class Adam(Optimizer):
             state["v"] = xp.zeros_like(p.data)
         m, v = state["m"], state["v"]
         m *= beta1
-        m += (1.0 - beta1) * g
+        m += ((1.0 - beta1) * grad_scale) * g
+        g2 = g * g
+        g2 *= (1.0 - beta2) * grad_scale * grad_scale
         v *= beta2
-        v += (1.0 - beta2) * (g * g)
+        v += g2
         t = self.step_count
         bias1 = 1.0 - beta1**t
         bias2 = 1.0 - beta2**t
         if wd and self.decoupled:
             p.data *= 1.0 - lr * wd
-        denom = xp.sqrt(v) * (1.0 / math.sqrt(bias2)) + group["eps"]
-        p.data -= (lr / bias1) * (m / denom)
+        denom = xp.sqrt(v)
+        denom *= 1.0 / math.sqrt(bias2)
+        denom += group["eps"]
+        step = m / denom
+        step *= lr / bias1
+        p.data -= step
 
 
 class AdamW(Adam):
@@ -166,12 +187,27 @@ class AdamW(Adam):
 def grad_norm(params: Iterable[Parameter]) -> float:
     """The global L2 norm of all gradients (as one long vector)."""
     xp = backend.current().xp
-    total = 0.0
-    for p in params:
-        if p._grad is not None:
-            g = xp.reshape(p._grad, (-1,))
-            total += float(xp.vecdot(g, g))
+    squares = [
+        xp.vecdot(xp.reshape(p._grad, (-1,)), xp.reshape(p._grad, (-1,)))
+        for p in params
+        if p._grad is not None
+    ]
+    if not squares:
+        return 0.0
+    total = float(xp.sum(xp.stack(squares)))  # one device-to-host sync, not one per parameter
     return math.sqrt(total)
+
+
+def clip_scale(params: Iterable[Parameter], max_norm: float) -> tuple[float, float]:
+    """(global gradient norm, factor that brings it to at most ``max_norm``) without touching grads.
+
+    Pass the factor to ``optimizer.step(grad_scale=...)``: clipping then costs
+    no pass of its own over the gradients. A non-finite norm gives factor 1.
+    """
+    norm = grad_norm(params)
+    if math.isfinite(norm) and norm > max_norm:
+        return norm, max_norm / (norm + 1e-6)
+    return norm, 1.0
 
 
 def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
@@ -181,9 +217,8 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
     can detect it (the trainer stops or skips the step).
     """
     params = list(params)
-    norm = grad_norm(params)
-    if math.isfinite(norm) and norm > max_norm:
-        scale = max_norm / (norm + 1e-6)
+    norm, scale = clip_scale(params, max_norm)
+    if scale != 1.0:
         for p in params:
             if p._grad is not None:
                 p._grad = p._grad * scale

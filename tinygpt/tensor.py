@@ -456,10 +456,26 @@ class Tensor:
         xp = _xp()
         x = self.data
         x2 = x * x
-        t = xp.tanh(_SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x2))
-        half_x = 0.5 * x
-        out = half_x * (1.0 + t)
-        slope = 0.5 * (1.0 + t) + half_x * (1.0 - t * t) * (_SQRT_2_OVER_PI * (1.0 + 0.134145 * x2))
+        u = x2 * 0.044715
+        u += 1.0
+        u *= x
+        u *= _SQRT_2_OVER_PI
+        t = xp.tanh(u)  # u = sqrt(2/pi) (x + 0.044715 x^3)
+        out = t + 1.0
+        out *= x
+        out *= 0.5
+        # slope = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2), in place:
+        slope = t * t
+        slope *= -1.0
+        slope += 1.0
+        x2 *= 0.134145
+        x2 += 1.0
+        x2 *= _SQRT_2_OVER_PI
+        slope *= x2
+        slope *= x
+        t += 1.0
+        slope += t
+        slope *= 0.5
         return Tensor._from_op(out, (self,), lambda g: (g * slope,))
 
     def softmax(self, axis: int = -1) -> Tensor:
