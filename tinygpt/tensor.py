@@ -23,8 +23,6 @@ from tinygpt.errors import ShapeError
 Array = Any
 Backward = Callable[[Array], Sequence[Array | None]]
 
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-
 
 class _GradMode:
     enabled = True
@@ -453,29 +451,7 @@ class Tensor:
         The derivative is computed in the forward pass while x and tanh are hot
         in cache, so the backward pass is a single multiply.
         """
-        xp = _xp()
-        x = self.data
-        x2 = x * x
-        u = x2 * 0.044715
-        u += 1.0
-        u *= x
-        u *= _SQRT_2_OVER_PI
-        t = xp.tanh(u)  # u = sqrt(2/pi) (x + 0.044715 x^3)
-        out = t + 1.0
-        out *= x
-        out *= 0.5
-        # slope = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2), in place:
-        slope = t * t
-        slope *= -1.0
-        slope += 1.0
-        x2 *= 0.134145
-        x2 += 1.0
-        x2 *= _SQRT_2_OVER_PI
-        slope *= x2
-        slope *= x
-        t += 1.0
-        slope += t
-        slope *= 0.5
+        out, slope = backend.gelu_and_slope(self.data)
         return Tensor._from_op(out, (self,), lambda g: (g * slope,))
 
     def softmax(self, axis: int = -1) -> Tensor:

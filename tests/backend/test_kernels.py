@@ -1,0 +1,32 @@
+"""Fast paths in tinygpt.backend.kernels must equal their portable Array-API forms."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tinygpt import backend
+
+
+def _reference_gelu(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    c = math.sqrt(2 / math.pi)
+    t = np.tanh(c * (x + 0.044715 * x**3))
+    return 0.5 * x * (1 + t), 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x)
+
+
+def test_gelu_fast_path_equals_portable_form(xp_backend):
+    x = backend.asarray(np.linspace(-8, 8, 4001).reshape(1, 4001))
+    fast = [backend.to_numpy(a) for a in backend.gelu_and_slope(x)]
+    portable = [backend.to_numpy(a) for a in backend.gelu_and_slope_portable(x)]
+    for f, p in zip(fast, portable, strict=True):
+        assert f.dtype == np.float32
+        np.testing.assert_allclose(f, p, rtol=2e-6, atol=2e-6)
+
+
+def test_gelu_and_slope_match_the_formula_in_float64(xp_backend, float64):
+    host = np.linspace(-6, 6, 601)
+    y, slope = (backend.to_numpy(a) for a in backend.gelu_and_slope(backend.asarray(host)))
+    want_y, want_slope = _reference_gelu(host)
+    np.testing.assert_allclose(y, want_y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(slope, want_slope, rtol=1e-12, atol=1e-12)
