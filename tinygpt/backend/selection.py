@@ -123,7 +123,9 @@ def _load(name: str, device: str | None) -> Backend:
         count = cupy.cuda.runtime.getDeviceCount()
         if index >= count:
             raise BackendError(f"device cuda:{index} requested but only {count} GPU(s) present")
-        return Backend("cupy", xp, cupy.cuda.Device(index))
+        gpu = cupy.cuda.Device(index)
+        gpu.use()  # CuPy allocates on the current device; array_api_compat ignores device=
+        return Backend("cupy", xp, gpu)
     raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
 
 
