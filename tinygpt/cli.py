@@ -7,6 +7,7 @@ from the library (``TinyGPTError``) print as one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from tinygpt import backend
+from tinygpt.cli_classroom import add_attention_parser, add_plot_parser, add_vision_parser
 from tinygpt.errors import ConfigError, TinyGPTError
 
 # Flag types: each names the allowed range in its error --------------------------
@@ -119,6 +121,7 @@ def _add_train_parser(sub: Any) -> None:
     ev.add_argument(
         "--sample-chars", type=nonnegative_int, default=0, help="print a sample of this length at the end"
     )
+    ev.add_argument("--profile", action="store_true", help="print time per kind of operation at the end")
     p.set_defaults(run=cmd_train)
 
 
@@ -137,15 +140,25 @@ def _load_text(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return text, {**source, "val_fraction": args.val_fraction}
 
 
-def _splits(text: str, tokenizer: Any, fraction: float, block_size: int) -> tuple[Any, Any]:
-    from tinygpt.data import check_long_enough, split_text, token_array
+def _min_text_length(block_size: int, fraction: float) -> int:
+    """Fewest characters whose training and validation parts both hold block_size + 1 characters."""
+    need = block_size + 1
+    # Both parts only grow with n; start just below the bounds n >= need/f and n > (need-1)/(1-f).
+    n = max(1, int(need / fraction) - 2, int((need - 1) / (1 - fraction)) - 1)
+    while int(n * fraction) < need or n - int(n * fraction) < need:  # the split_text arithmetic
+        n += 1
+    return n
 
-    minimum = int((block_size + 1) / fraction) + 1
+
+def _splits(text: str, tokenizer: Any, fraction: float, block_size: int) -> tuple[Any, Any]:
+    from tinygpt.data import split_text, token_array
+
+    minimum = _min_text_length(block_size, fraction)
     if len(text) < minimum:
-        check_long_enough(text, block_size)
         raise ConfigError(
             f"the text has {len(text)} characters; with block_size={block_size} and a validation fraction of "
-            f"{fraction} it needs at least {minimum} so both splits hold a full window (+1 for the shift)"
+            f"{fraction} it needs at least {minimum} characters, so that both the training and the "
+            f"validation part hold block_size + 1; use a longer text or a smaller --block-size"
         )
     train_text, val_text = split_text(text, fraction)
     return token_array(tokenizer.encode(train_text)), token_array(tokenizer.encode(val_text))
@@ -234,7 +247,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"({b.name}, {b.device}); run directory {out}",
         flush=True,
     )
-    summary = trainer.train()
+    from tinygpt.profiler import Profiler
+
+    with Profiler() if args.profile else contextlib.nullcontext() as profiler:
+        summary = trainer.train()
+    if profiler is not None:
+        print(profiler.report(), flush=True)
     print(
         f"done: best val loss {summary['best_val_loss']:.4f}; sample with: tinygpt sample --checkpoint {out}",
         flush=True,
@@ -299,8 +317,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         "use_cache": not args.no_cache,
     }
     if args.num_samples == 1:
+        pieces = gen.stream(args.prompt, args.max_new_tokens, **options)  # checks the prompt first
         sys.stdout.write(args.prompt)
-        for piece in gen.stream(args.prompt, args.max_new_tokens, **options):
+        for piece in pieces:
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
@@ -363,6 +382,9 @@ COMMANDS: list[Callable[[Any], None]] = [
     _add_sample_parser,
     _add_eval_parser,
     _add_info_parser,
+    add_vision_parser,
+    add_plot_parser,
+    add_attention_parser,
 ]
 
 
@@ -390,9 +412,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tinygpt: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `tinygpt sample | head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    except OSError as exc:  # the environment, not the input: a full disk, a path that is a file
+        if isinstance(exc, BrokenPipeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        print(f"tinygpt {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -36,3 +36,7 @@ class ConfigError(TinyGPTError, ValueError):
 
 class NumericalError(TinyGPTError, FloatingPointError):
     """Training produced a non-finite loss or gradient."""
+
+
+class MissingExtraError(TinyGPTError, ImportError):
+    """An optional package (matplotlib, scikit-learn, ...) is needed but not installed."""
