@@ -72,7 +72,7 @@ class GPTConfig:
         t = seq_len or self.block_size
         c, n, v = self.n_embd, self.n_layer, self.vocab_size
         matmul = 2 * n * (3 * c * c + c * c + 8 * c * c) + 2 * c * v
-        attention = 2 * n * 2 * t * c  # q k^T and p v, averaged over positions of a full window
+        attention = 2 * n * 2 * t * c  # q k^T and p v as dense T x T matmuls (masked entries included)
         forward = matmul + attention
         return {"forward": forward, "train_step": 3 * forward}
 
