@@ -57,6 +57,12 @@ def _fsync_write(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -77,6 +83,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a pointer file need not be
         _fsync_write(Path(tmp), (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
         os.replace(tmp, path)
     except BaseException:
@@ -96,7 +103,9 @@ def save_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old = path.with_name(f".{path.name}.old")
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a checkpoint is shared like any file
         files: dict[str, bytes] = {}
         weights = {name: array.astype("float32") for name, array in model.state_dict().items()}
         files["model.safetensors"] = st_save(weights)
@@ -119,7 +128,7 @@ def save_checkpoint(
         _fsync_write(tmp / "config.json", (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
         _fsync_dir(tmp)
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
+            # Between these two renames ``path`` is absent; resolve_checkpoint then finds ``old``.
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
             os.replace(tmp, path)
@@ -129,6 +138,8 @@ def save_checkpoint(
         _fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not path.exists():  # failed between the renames: put the old one back
+            os.replace(old, path)
         raise
     return path
 
@@ -217,10 +228,17 @@ def load_checkpoint(path: str | os.PathLike[str], with_training_state: bool = Fa
         raise CheckpointError(str(exc)) from None
     if tokenizer.vocab_size != model_config.vocab_size:
         raise CheckpointError(
-            f"{path}: tokenizer has {tokenizer.vocab_size} characters but the model was built for "
+            f"{path / 'tokenizer.json'} has {tokenizer.vocab_size} characters but the model was built for "
             f"vocab_size={model_config.vocab_size}; the files come from different runs"
         )
     model = TinyGPT(model_config)
+    for name, p in model.named_parameters():
+        if name in weights and tuple(weights[name].shape) != p.shape:
+            raise CheckpointError(
+                f"{path / 'config.json'} describes a model whose {name} has shape {p.shape}, but "
+                f"{path / 'model.safetensors'} holds {tuple(weights[name].shape)}: config.json was edited "
+                "or comes from a model of another size"
+            )
     model.load_state_dict(weights, source=str(path / "model.safetensors"))
     checkpoint = Checkpoint(path, model, tokenizer)
     if "trainer.json" in sha:
@@ -260,7 +278,17 @@ def resolve_checkpoint(path: str | os.PathLike[str], which: str = "best") -> Pat
             raise CheckpointError(
                 f"{pointer} is corrupt; point --checkpoint at a checkpoint directory"
             ) from None
-        return path / target
+        checkpoint = path / target
+        if not checkpoint.exists():
+            # A kill between save_checkpoint's two renames leaves the previous version here.
+            moved = checkpoint.with_name(f".{checkpoint.name}.old")
+            if (moved / "config.json").exists():
+                return moved
+            raise CheckpointError(
+                f"{pointer} points to {target}, which does not exist; the run directory was "
+                "edited: point --checkpoint at a checkpoint inside it"
+            )
+        return checkpoint
     raise CheckpointError(
         f"{path} is neither a checkpoint (no config.json) nor a run directory (no {which}.json); "
         "give the --out directory of `tinygpt train` or a checkpoint inside it"

@@ -24,8 +24,8 @@ def validate_sampling(temperature: float, top_k: int | None, top_p: float | None
     """Raise ConfigError naming the option and its allowed range."""
     if not temperature > 0:
         raise ConfigError(f"temperature (--temperature) must be > 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ConfigError(f"top_k (--top-k) must be >= 1, got {top_k}")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+        raise ConfigError(f"top_k (--top-k) must be an integer >= 1, got {top_k!r}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ConfigError(f"top_p (--top-p) must be in (0, 1], got {top_p}")
 
@@ -158,6 +158,12 @@ class TextGeneration:
         return [self.tokenizer.decode(r[start:]) for r in rows]
 
     def stream(self, prompt: str = "", max_new_tokens: int = 200, **options: Any) -> Iterator[str]:
-        """Yield the continuation of ``prompt`` character by character as it is generated."""
-        for step in generate_stream(self.model, [self._prompt_ids(prompt)], max_new_tokens, **options):
-            yield self.tokenizer.decode(step)
+        """Yield the continuation of ``prompt`` character by character as it is generated.
+
+        The prompt and options are checked here, before the first character, so a
+        caller that prints the prompt first never prints it above an error.
+        """
+        ids = self._prompt_ids(prompt)
+        validate_sampling(options.get("temperature", 1.0), options.get("top_k"), options.get("top_p"))
+        steps = generate_stream(self.model, [ids], max_new_tokens, **options)
+        return (self.tokenizer.decode(step) for step in steps)

@@ -48,7 +48,9 @@ class Trainer:
 
     ``compute_loss(batch)`` defaults to ``loss_fn(model(inputs), targets)`` for
     ``batch = (inputs, targets)``; subclasses override it for other layouts.
-    ``on_nonfinite`` is "stop" (raise ``NumericalError``) or "skip" (drop the step).
+    ``on_nonfinite`` is "stop" (raise ``NumericalError``) or "skip" (drop the step)
+    when the loss or gradient is not finite, or the loss exceeds ``max_loss``
+    (a diverged run can stay finite for a long time while its loss is 1e12).
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class Trainer:
         lr_schedule: Callable[[int], float] | None = None,
         on_nonfinite: str = "stop",
         callbacks: Iterable[Callback] = (),
+        max_loss: float = math.inf,
     ) -> None:
         if on_nonfinite not in ("stop", "skip"):
             raise ConfigError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
@@ -70,6 +73,7 @@ class Trainer:
         self.grad_clip = grad_clip
         self.lr_schedule = lr_schedule
         self.on_nonfinite = on_nonfinite
+        self.max_loss = max_loss
         self.callbacks = list(callbacks)
         self.step = 0
         self.skipped_steps = 0
@@ -97,12 +101,18 @@ class Trainer:
             loss.backward()
             total += loss.item()
         norm = clip_grad_norm(self.optimizer.parameters, self.grad_clip) if self.grad_clip else math.nan
-        bad = not math.isfinite(total) or (self.grad_clip and not math.isfinite(norm))
+        diverged = math.isfinite(total) and total > self.max_loss
+        bad = not math.isfinite(total) or diverged or bool(self.grad_clip and not math.isfinite(norm))
         if bad:
             self.optimizer.zero_grad()
             if self.on_nonfinite == "stop":
+                what = (
+                    f"the loss diverged (loss={total:.4g} > {self.max_loss:.4g})"
+                    if diverged
+                    else f"the loss or gradient is not finite (loss={total}, grad norm={norm})"
+                )
                 raise NumericalError(
-                    f"step {self.step}: the loss or gradient is not finite (loss={total}, grad norm={norm}); "
+                    f"step {self.step}: {what}; "
                     f"the learning rate ({lr:g}) is probably too high: lower --lr (or raise --warmup-iters)"
                 )
             self.skipped_steps += 1
@@ -241,6 +251,8 @@ class LanguageModelTrainer(Trainer):
             betas=(config.beta1, config.beta2),
         )
         schedule = warmup_cosine_lr(config.lr, config.min_lr, config.warmup_iters, config.max_iters)
+        # Guessing uniformly costs ln(V) per token; 100 times that means training has diverged.
+        max_loss = 100 * math.log(max(2, model.config.vocab_size))
         super().__init__(
             model,
             LanguageModelLoss(),
@@ -249,6 +261,7 @@ class LanguageModelTrainer(Trainer):
             lr_schedule=schedule,
             on_nonfinite=config.on_nonfinite,
             callbacks=callbacks,
+            max_loss=max_loss,
         )
         self.tokenizer = tokenizer
         self.train_ids = train_ids
@@ -399,7 +412,10 @@ class LanguageModelTrainer(Trainer):
                     kept.append(line)
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue  # a line cut short by a kill
-        path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+        # Rewritten aside and renamed, so a kill during the rewrite cannot lose the earlier lines.
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+        os.replace(tmp, path)
 
     # Ctrl-C ----------------------------------------------------------------------
     def _catch_sigint(self) -> Any:
