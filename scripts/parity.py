@@ -37,7 +37,17 @@ def main() -> None:
         run = Path(tmp) / "run"
         train = [sys.executable, "-m", "tinygpt", "train", "--out", str(run), "--no-progress", *flags]
         subprocess.run(train, check=True, stdout=sys.stderr)
-        ev = [sys.executable, "-m", "tinygpt", "eval", "--checkpoint", str(run), "--which", "latest", "--json"]
+        ev = [
+            sys.executable,
+            "-m",
+            "tinygpt",
+            "eval",
+            "--checkpoint",
+            str(run),
+            "--which",
+            "latest",
+            "--json",
+        ]
         ours = _last_json(subprocess.run(ev, check=True, capture_output=True, text=True).stdout)
     ref = [sys.executable, str(HERE / "torch_reference.py"), "--json", "--threads", str(args.threads), *flags]
     theirs = _last_json(subprocess.run(ref, check=True, capture_output=True, text=True).stdout)

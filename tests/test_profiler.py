@@ -32,7 +32,7 @@ def _patched_objects() -> list:
         F.layer_norm,
         F.cross_entropy,
         optim.clip_grad_norm,
-        trainer_module.clip_grad_norm,
+        trainer_module.clip_scale,
         vars(Tensor)["__add__"],
         vars(Tensor)["__matmul__"],
         vars(Tensor)["_from_op"],

@@ -90,7 +90,7 @@ TENSOR_OPS = {
     ),
 }
 
-OPTIMIZER_FUNCTIONS = {"clip_grad_norm": "optimizer", "grad_norm": "optimizer"}
+OPTIMIZER_FUNCTIONS = {"clip_grad_norm": "optimizer", "clip_scale": "optimizer", "grad_norm": "optimizer"}
 
 
 class Profiler:

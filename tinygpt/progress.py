@@ -7,6 +7,7 @@ terminal sees a live bar (tqdm, if installed) with the loss.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
@@ -31,11 +32,12 @@ class Progress:
             if values:
                 self._bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()}, refresh=False)
 
-    def write(self, message: str) -> None:
+    def write(self, message: str, log: Callable[[str], None] = print) -> None:
+        """Print a line above the bar on a terminal, else hand it to ``log``."""
         if self._bar is not None:
             self._bar.write(message)
         else:
-            print(message, flush=True)
+            log(message)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -30,13 +30,18 @@ from tinygpt.errors import CheckpointError, ConfigError, NumericalError, TinyGPT
 from tinygpt.layers.module import Module
 from tinygpt.losses import LanguageModelLoss
 from tinygpt.models.gpt import TinyGPT
-from tinygpt.optim import AdamW, Optimizer, clip_grad_norm, warmup_cosine_lr
+from tinygpt.optim import AdamW, Optimizer, clip_scale, warmup_cosine_lr
 from tinygpt.progress import Progress
 from tinygpt.tensor import Tensor, no_grad
 from tinygpt.tokenizer import CharTokenizer
 
 Batch = Any
 Callback = Callable[[dict[str, Any]], None]
+
+
+def print_line(message: str) -> None:
+    """Print one log line now (not when a pipe's buffer fills)."""
+    print(message, flush=True)
 
 
 class TrainingInterrupted(TinyGPTError):
@@ -100,7 +105,10 @@ class Trainer:
                 loss = loss * (1.0 / len(parts))
             loss.backward()
             total += loss.item()
-        norm = clip_grad_norm(self.optimizer.parameters, self.grad_clip) if self.grad_clip else math.nan
+        # Clipping is folded into the update: the optimizer scales gradients as it reads them.
+        norm, scale = (
+            clip_scale(self.optimizer.parameters, self.grad_clip) if self.grad_clip else (math.nan, 1.0)
+        )
         diverged = math.isfinite(total) and total > self.max_loss
         bad = not math.isfinite(total) or diverged or bool(self.grad_clip and not math.isfinite(norm))
         if bad:
@@ -117,7 +125,7 @@ class Trainer:
                 )
             self.skipped_steps += 1
         else:
-            self.optimizer.step()
+            self.optimizer.step(grad_scale=scale)
         self.step += 1
         record = {
             "event": "step",
@@ -233,7 +241,7 @@ class LanguageModelTrainer(Trainer):
         config: TrainConfig,
         out_dir: str | os.PathLike[str] | None = None,
         callbacks: Iterable[Callback] = (),
-        log: Callable[[str], None] | None = print,
+        log: Callable[[str], None] | None = print_line,
         show_progress: bool | None = None,
         data_info: dict[str, Any] | None = None,
     ) -> None:
@@ -268,7 +276,7 @@ class LanguageModelTrainer(Trainer):
         self.val_ids = val_ids
         self.config = config
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.log = log or (lambda message: None)
+        self.log = log
         self.show_progress = show_progress
         self.data_info = data_info or {}
         self.data_rng = backend.Generator(config.seed)
@@ -309,7 +317,8 @@ class LanguageModelTrainer(Trainer):
             while True:
                 if self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters:
                     last = self._evaluate_and_save(step_times, time.perf_counter() - start)
-                    progress.write(self._describe(last))
+                    if self.log is not None:
+                        progress.write(self._describe(last), self.log)
                     step_times = []
                 if self.step >= cfg.max_iters:
                     break
