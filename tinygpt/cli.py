@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -193,22 +194,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{out} already holds a run; pass --resume to continue it, or choose another --out "
             "(nothing was overwritten)"
         )
-    train_config = TrainConfig(
-        batch_size=args.batch_size,
-        max_iters=args.max_iters,
-        lr=args.lr,
-        min_lr=args.min_lr,
-        warmup_iters=args.warmup_iters,
-        weight_decay=args.weight_decay,
-        beta1=args.beta1,
-        beta2=args.beta2,
-        grad_clip=args.grad_clip,
-        grad_accum=args.grad_accum,
-        eval_interval=args.eval_interval,
-        eval_iters=args.eval_iters,
-        seed=args.seed,
-        on_nonfinite=args.on_nan,
-    )
+    # Every TrainConfig field has a flag of the same name (--on-nan is on_nonfinite).
+    settings = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    train_config = TrainConfig(**settings, on_nonfinite=args.on_nan)
     text, data_info = _load_text(args)
     if args.resume:
         ckpt = load_checkpoint(resolve_checkpoint(out, "latest"))
