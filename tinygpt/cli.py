@@ -231,7 +231,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"resuming {out} from step {trainer.step}", flush=True)
     b = backend.current()
     print(
-        f"training {model.num_parameters():,} parameters on {len(train_ids):,} tokens "
+        f"training {model.num_parameters():,} parameters on {train_ids.shape[0]:,} tokens "
         f"({b.name}, {b.device}); run directory {out}",
         flush=True,
     )
