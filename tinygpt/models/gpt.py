@@ -8,7 +8,6 @@ final LayerNorm -> logits (B, T, vocab) through the token embedding itself
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -164,8 +163,8 @@ class TinyGPT(Module):
         )
         return "\n".join(lines)
 
-    def generate(self, ids: Any, max_new_tokens: int, **options: Any) -> Iterator[Any] | Any:
-        """Sample a continuation of ``ids`` (B, T); see ``tinygpt.generation.generate``."""
+    def generate(self, ids: Any, max_new_tokens: int, **options: Any) -> list[list[int]]:
+        """Prompt rows (B, T) plus ``max_new_tokens`` sampled ids each; see ``tinygpt.generation``."""
         from tinygpt.generation import generate  # generation sits above models
 
         return generate(self, ids, max_new_tokens, **options)
