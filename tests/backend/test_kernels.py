@@ -24,6 +24,18 @@ def test_gelu_fast_path_equals_portable_form(xp_backend):
         np.testing.assert_allclose(f, p, rtol=2e-6, atol=2e-6)
 
 
+def test_gelu_chunked_numpy_path_equals_portable_form(xp_backend):
+    """Large inputs take the chunked NumPy path (several chunks plus a ragged tail)."""
+    from tinygpt.backend import kernels
+
+    host = np.random.default_rng(0).standard_normal(kernels._CHUNKED_FROM + 12345) * 4
+    x = backend.asarray(host)
+    fast = [backend.to_numpy(a) for a in backend.gelu_and_slope(x)]
+    portable = [backend.to_numpy(a) for a in backend.gelu_and_slope_portable(x)]
+    for f, p in zip(fast, portable, strict=True):
+        np.testing.assert_allclose(f, p, rtol=2e-6, atol=2e-6)
+
+
 def test_gelu_and_slope_match_the_formula_in_float64(xp_backend, float64):
     host = np.linspace(-6, 6, 601)
     y, slope = (backend.to_numpy(a) for a in backend.gelu_and_slope(backend.asarray(host)))
