@@ -82,6 +82,17 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
 
 
 # Fused ops -------------------------------------------------------------------------
+def _row_sum(x: Array, scale: float = 1.0) -> Array:
+    """scale * sum over the last axis, kept as (..., 1): a matrix-vector product.
+
+    For the short rows of attention, layer norm and the loss, BLAS's product
+    with a ones vector runs several times faster than a reduction ufunc.
+    """
+    b = backend.current()
+    weights = b.xp.full((x.shape[-1], 1), scale, dtype=x.dtype, device=b.device)
+    return b.xp.matmul(x, weights)
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x @ weight + bias, one node. x (..., in), weight (in, out), bias (out,) -> (..., out)."""
     xp = backend.current().xp
@@ -123,7 +134,7 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Te
     if x.shape[-1] != weight.shape[0]:
         raise ShapeError(f"layer_norm: input has {x.shape[-1]} features, weight has {weight.shape[0]}")
     c = x.shape[-1]
-    centered = x.data - xp.mean(x.data, axis=-1, keepdims=True)
+    centered = x.data - _row_sum(x.data, 1.0 / c)
     # vecdot sums products without materialising centered**2 (one pass fewer).
     rstd = 1.0 / xp.sqrt(xp.vecdot(centered, centered)[..., None] * (1.0 / c) + eps)
     xhat = centered * rstd
@@ -139,7 +150,7 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Te
         if x.requires_grad:
             gxhat = g * weight.data
             proj = xp.vecdot(gxhat, xhat)[..., None] * (1.0 / c)  # mean(gxhat * xhat)
-            gx = gxhat - xp.mean(gxhat, axis=-1, keepdims=True)
+            gx = gxhat - _row_sum(gxhat, 1.0 / c)
             gx -= xhat * proj
             gx *= rstd
         return gx, gw, gb
@@ -193,7 +204,7 @@ def cross_entropy(logits: Tensor, targets: Tensor | Array) -> Tensor:
     n = z.shape[0]
     shifted = z - xp.max(z, axis=-1, keepdims=True)
     e = xp.exp(shifted)
-    total = xp.sum(e, axis=-1, keepdims=True)
+    total = _row_sum(e)
     picked = xp.take_along_axis(shifted, t[:, None], axis=-1)
     loss = xp.mean(xp.log(total) - picked)
 
@@ -248,7 +259,7 @@ def attention_weights(q: Array, k: Array, mask: Array | None) -> Array:
         scores += mask
     scores -= xp.max(scores, axis=-1, keepdims=True)
     probs = xp.exp(scores)
-    probs /= xp.sum(probs, axis=-1, keepdims=True)
+    probs /= _row_sum(probs)
     return probs
 
 
