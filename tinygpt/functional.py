@@ -93,6 +93,13 @@ def _row_sum(x: Array, scale: float = 1.0) -> Array:
     return b.xp.matmul(x, weights)
 
 
+def _column_sum(x2: Array) -> Array:
+    """Sum over the rows of a (N, C) matrix -> (C,), as ones (1, N) @ x2 (a bias gradient)."""
+    b = backend.current()
+    ones = b.xp.ones((1, x2.shape[0]), dtype=x2.dtype, device=b.device)
+    return b.xp.reshape(b.xp.matmul(ones, x2), (x2.shape[-1],))
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x @ weight + bias, one node. x (..., in), weight (in, out), bias (out,) -> (..., out)."""
     xp = backend.current().xp
@@ -117,7 +124,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         if weight.requires_grad:
             gw = xp.matmul(xp.matrix_transpose(x2), g2)
         if bias is not None and bias.requires_grad:
-            gb = xp.sum(g2, axis=0)
+            gb = _column_sum(g2)
         return (gx, gw) if bias is None else (gx, gw, gb)
 
     parents = (x, weight) if bias is None else (x, weight, bias)
@@ -144,9 +151,9 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Te
     def backward(g: Array) -> tuple[Array | None, ...]:
         gx = gw = gb = None
         if weight.requires_grad:
-            gw = xp.sum(xp.reshape(g * xhat, (-1, c)), axis=0)
+            gw = _column_sum(xp.reshape(g * xhat, (-1, c)))
         if bias.requires_grad:
-            gb = xp.sum(xp.reshape(g, (-1, c)), axis=0)
+            gb = _column_sum(xp.reshape(g, (-1, c)))
         if x.requires_grad:
             gxhat = g * weight.data
             proj = xp.vecdot(gxhat, xhat)[..., None] * (1.0 / c)  # mean(gxhat * xhat)
