@@ -5,6 +5,7 @@ Runs on NumPy (CPU), CuPy (GPU, ``TINYGPT_BACKEND=cupy``) and array_api_strict.
 
 from tinygpt import backend, functional, optim
 from tinygpt.errors import TinyGPTError
+from tinygpt.generation import TextGeneration
 from tinygpt.layers import (
     GELU,
     Dense,
@@ -29,6 +30,7 @@ from tinygpt.losses import CrossEntropyLoss, LanguageModelLoss, MSELoss
 from tinygpt.models import GPTConfig, TinyGPT
 from tinygpt.tensor import Tensor, concat, no_grad, split, stack, tensor
 from tinygpt.tokenizer import CharTokenizer
+from tinygpt.trainer import LanguageModelTrainer, TrainConfig, Trainer
 
 __version__ = "0.1.0"
 
@@ -42,6 +44,7 @@ __all__ = [
     "GPTConfig",
     "KVCache",
     "LanguageModelLoss",
+    "LanguageModelTrainer",
     "LayerNorm",
     "Linear",
     "MSELoss",
@@ -56,8 +59,11 @@ __all__ = [
     "Softmax",
     "Tanh",
     "Tensor",
+    "TextGeneration",
     "TinyGPT",
     "TinyGPTError",
+    "TrainConfig",
+    "Trainer",
     "TransformerBlock",
     "backend",
     "concat",
