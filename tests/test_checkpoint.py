@@ -339,3 +339,18 @@ def test_checkpoint_files_are_readable_by_others(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o777 & ~umask
     run, _, _ = _run_dir(tmp_path)
     assert (run / "latest.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_publish_with_an_unreadable_pointer_deletes_no_checkpoint(tmp_path):
+    from tinygpt.checkpoint import publish
+
+    run = tmp_path / "run"
+    first, second = run / "checkpoints" / "step-0000001", run / "checkpoints" / "step-0000002"
+    for folder in (first, second):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}", encoding="utf-8")
+    (run / "best.json").write_text("{not json", encoding="utf-8")
+    (run / ".latest.json.abc.tmp").write_text("half", encoding="utf-8")
+    publish(run, "latest", second)
+    assert first.exists() and second.exists()
+    assert not (run / ".latest.json.abc.tmp").exists()

@@ -298,11 +298,16 @@ def resolve_checkpoint(path: str | os.PathLike[str], which: str = "best") -> Pat
 def publish(run_dir: Path, which: str, checkpoint: Path) -> None:
     """Point the run's ``latest``/``best`` at ``checkpoint`` and delete checkpoints nothing points to."""
     write_json_atomic(run_dir / f"{which}.json", {"checkpoint": str(checkpoint.relative_to(run_dir))})
+    for leftover in run_dir.glob(".*.json.*.tmp"):  # pointer writes cut short by a kill
+        leftover.unlink(missing_ok=True)
     referenced = set()
     for name in POINTERS:
         pointer = run_dir / f"{name}.json"
         if pointer.exists():
-            referenced.add(json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"])
+            try:
+                referenced.add(json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"])
+            except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+                return  # cannot tell what an unreadable pointer needs: delete nothing
     folder = run_dir / CHECKPOINTS
     for child in folder.iterdir() if folder.exists() else ():
         if str(child.relative_to(run_dir)) not in referenced:
