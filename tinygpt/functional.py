@@ -262,12 +262,7 @@ def attention_weights(q: Array, k: Array, mask: Array | None) -> Array:
     """softmax(q k^T / sqrt(D) + mask) for raw arrays (B, H, Tq, D), (B, H, Tk, D)."""
     xp = backend.current().xp
     scores = xp.matmul(q * (1.0 / math.sqrt(q.shape[-1])), xp.matrix_transpose(k))
-    if mask is not None:
-        scores += mask
-    scores -= xp.max(scores, axis=-1, keepdims=True)
-    probs = xp.exp(scores)
-    probs /= _row_sum(probs)
-    return probs
+    return backend.masked_softmax(scores, mask)
 
 
 def causal_self_attention(

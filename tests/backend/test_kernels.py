@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from tinygpt import backend
 
@@ -42,3 +43,16 @@ def test_gelu_and_slope_match_the_formula_in_float64(xp_backend, float64):
     want_y, want_slope = _reference_gelu(host)
     np.testing.assert_allclose(y, want_y, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(slope, want_slope, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 7, 7), (8, 6, 256, 256)])  # portable path, and chunked on NumPy
+def test_masked_softmax_fast_path_equals_portable_form(xp_backend, shape):
+    from tinygpt.functional import causal_mask
+
+    host = np.random.default_rng(0).standard_normal(shape) * 3
+    mask = causal_mask(shape[-1])
+    fast = backend.to_numpy(backend.masked_softmax(backend.asarray(host), mask))
+    portable = backend.to_numpy(backend.masked_softmax_portable(backend.asarray(host), mask))
+    np.testing.assert_allclose(fast, portable, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(fast.sum(-1), 1.0, rtol=1e-5)
+    assert np.all(fast[..., 0, 1:] == 0)  # the first query sees only itself

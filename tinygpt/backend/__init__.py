@@ -7,7 +7,12 @@ the Array API standard does not have (random numbers, scatter-add, host copies).
 """
 
 from tinygpt.backend.host import asarray, to_numpy
-from tinygpt.backend.kernels import gelu_and_slope, gelu_and_slope_portable
+from tinygpt.backend.kernels import (
+    gelu_and_slope,
+    gelu_and_slope_portable,
+    masked_softmax,
+    masked_softmax_portable,
+)
 from tinygpt.backend.ops import one_hot, scatter_add_rows, scatter_add_rows_portable
 from tinygpt.backend.random import Generator, default_generator, manual_seed
 from tinygpt.backend.selection import (
@@ -33,6 +38,8 @@ __all__ = [
     "gelu_and_slope",
     "gelu_and_slope_portable",
     "manual_seed",
+    "masked_softmax",
+    "masked_softmax_portable",
     "one_hot",
     "scatter_add_rows",
     "scatter_add_rows_portable",
