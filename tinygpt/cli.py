@@ -312,7 +312,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         sys.stdout.write("\n")
         return 0
-    for i, text in enumerate(gen.sample(args.prompt, args.max_new_tokens, args.num_samples, **options)):
+    samples = gen.sample(args.prompt, args.max_new_tokens, args.num_samples, show_progress=None, **options)
+    for i, text in enumerate(samples):
         print(f"--- sample {i + 1} ---\n{text}")
     return 0
 
@@ -339,7 +340,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     text, _ = _load_text(args)
     _, val_ids = _splits(text, ckpt.tokenizer, args.val_fraction, ckpt.model.config.block_size)
     start = time.perf_counter()
-    loss = evaluate_ids(ckpt.model, val_ids, args.batch_size)
+    loss = evaluate_ids(ckpt.model, val_ids, args.batch_size, show_progress=None)
     windows = val_ids.shape[0] // ckpt.model.config.block_size
     result = {
         "val_loss": loss,

@@ -16,6 +16,7 @@ from typing import Any
 from tinygpt import backend
 from tinygpt.errors import ConfigError, ShapeError
 from tinygpt.models.gpt import TinyGPT
+from tinygpt.progress import Progress
 from tinygpt.tensor import Array, no_grad
 from tinygpt.tokenizer import CharTokenizer
 
@@ -124,13 +125,25 @@ def _ids(rows: list[list[int]]) -> Array:
 
 
 def generate(
-    model: TinyGPT, ids: Sequence[Sequence[int]] | Array, max_new_tokens: int, **options: Any
+    model: TinyGPT,
+    ids: Sequence[Sequence[int]] | Array,
+    max_new_tokens: int,
+    show_progress: bool | None = False,
+    **options: Any,
 ) -> list[list[int]]:
-    """Prompt rows (B, T) plus ``max_new_tokens`` sampled tokens each: B lists of ints."""
+    """Prompt rows (B, T) plus ``max_new_tokens`` sampled tokens each: B lists of ints.
+
+    ``show_progress=None`` shows a bar over the tokens when stderr is a terminal.
+    """
     rows = [list(map(int, r)) for r in (backend.to_numpy(ids).tolist() if hasattr(ids, "shape") else ids)]
-    for step in generate_stream(model, rows, max_new_tokens, **options):
-        for row, token in zip(rows, step, strict=True):
-            row.append(token)
+    progress = Progress(total=max_new_tokens, enabled=show_progress, desc="sample")
+    try:
+        for step in generate_stream(model, rows, max_new_tokens, **options):
+            for row, token in zip(rows, step, strict=True):
+                row.append(token)
+            progress.update()
+    finally:
+        progress.close()
     return rows
 
 

@@ -449,19 +449,28 @@ class LanguageModelTrainer(Trainer):
         )
 
 
-def evaluate_ids(model: TinyGPT, ids: Any, batch_size: int = 64) -> float:
-    """Exact mean next-token loss over all non-overlapping block_size windows of ``ids``."""
+def evaluate_ids(model: TinyGPT, ids: Any, batch_size: int = 64, show_progress: bool | None = False) -> float:
+    """Exact mean next-token loss over all non-overlapping block_size windows of ``ids``.
+
+    ``show_progress=None`` shows a bar when stderr is a terminal (a whole split takes a while).
+    """
     loss_fn = LanguageModelLoss()
     block = model.config.block_size
     total, count = 0.0, 0
+    batches = math.ceil(ids.shape[0] // block / batch_size)
+    progress = Progress(total=batches, enabled=show_progress, desc="eval")
     was_training = model.training
     model.eval()
-    with no_grad():
-        for windows in sequential_windows(ids, block, batch_size):
-            n = windows.shape[0]
-            total += loss_fn(model(windows), windows).item() * n
-            count += n
-    model.train(was_training)
+    try:
+        with no_grad():
+            for windows in sequential_windows(ids, block, batch_size):
+                n = windows.shape[0]
+                total += loss_fn(model(windows), windows).item() * n
+                count += n
+                progress.update()
+    finally:
+        progress.close()
+        model.train(was_training)
     if count == 0:
         raise ConfigError(f"{ids.shape[0]} tokens are fewer than one window of block_size={block}")
     return total / count
