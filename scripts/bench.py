@@ -28,6 +28,7 @@ CONFIGS = {
     # name: (n_layer, n_head, n_embd, block_size, batch_size, timed steps)
     "small": (4, 4, 128, 64, 12, 40),
     "bigger": (6, 6, 384, 256, 8, 6),
+    "gpu": (6, 6, 384, 256, 64, 20),  # nanoGPT's shakespeare_char size; for --gpu
 }
 VOCAB = 84  # the Shakespeare corpus's character count
 HERE = Path(__file__).resolve().parent
@@ -71,10 +72,17 @@ def worker_tinygpt(name: str) -> dict:
         loss.item()
         if i >= 3:
             times.append(time.perf_counter() - t0)
+    if backend.current().name == "cupy":  # device memory: what CuPy's pool had to hold
+        import cupy
+
+        return {
+            "ms_per_step": 1000 * statistics.median(times),
+            "peak_mb": cupy.get_default_memory_pool().total_bytes() / 2**20,
+        }
     return {"ms_per_step": 1000 * statistics.median(times), "peak_mb": _peak_mb() - base}
 
 
-def worker_torch(name: str, threads: int) -> dict:
+def worker_torch(name: str, threads: int, device: str = "cpu") -> dict:
     import torch
 
     sys.path.insert(0, str(HERE))
@@ -83,9 +91,9 @@ def worker_torch(name: str, threads: int) -> dict:
     torch.set_num_threads(threads)
     n_layer, n_head, n_embd, block, batch, steps = CONFIGS[name]
     torch.manual_seed(0)
-    model = TorchGPT(GPTConfig(VOCAB, block, n_layer, n_head, n_embd))
+    model = TorchGPT(GPTConfig(VOCAB, block, n_layer, n_head, n_embd)).to(device)
     opt = make_optimizer(model, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99))
-    ids = torch.randint(0, VOCAB, (batch, block))
+    ids = torch.randint(0, VOCAB, (batch, block)).to(device)
     torch.ones(1024, 1024) @ torch.ones(1024, 1024)  # BLAS threads allocate buffers
     base = _rss_mb()
     times = []
@@ -99,6 +107,11 @@ def worker_torch(name: str, threads: int) -> dict:
         loss.item()
         if i >= 3:
             times.append(time.perf_counter() - t0)
+    if device != "cpu":
+        return {
+            "ms_per_step": 1000 * statistics.median(times),
+            "peak_mb": torch.cuda.max_memory_allocated() / 2**20,
+        }
     return {"ms_per_step": 1000 * statistics.median(times), "peak_mb": _peak_mb() - base}
 
 
@@ -118,9 +131,10 @@ def worker_sampling(tokens: int) -> dict:
     return result
 
 
-def _run_worker(args: list[str]) -> dict:
+def _run_worker(args: list[str], backend: str = "numpy") -> dict:
+    env = {**os.environ, "TINYGPT_BACKEND": backend}
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, check=False
+        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, check=False, env=env
     )
     if out.returncode != 0:
         raise SystemExit(f"benchmark worker {args} failed:\n{out.stderr}")
@@ -151,11 +165,16 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=["small", "bigger"], choices=list(CONFIGS))
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--sample-tokens", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=3, help="runs per side; the best is kept")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="CuPy vs PyTorch CUDA on the 'gpu' config (6/6/384, block 256, batch 64)",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -164,21 +183,29 @@ def main() -> None:
         if kind == "tinygpt":
             result = worker_tinygpt(rest[0])
         elif kind == "torch":
-            result = worker_torch(rest[0], int(rest[1]))
+            result = worker_torch(rest[0], int(rest[1]), *rest[2:])
         else:
             result = worker_sampling(int(rest[0]))
         print(json.dumps(result))
         return
 
-    report: dict = {"machine": machine(), "threads": args.threads, "training": {}, "sampling": {}}
-    for name in args.configs:
+    side_backend, torch_device = ("cupy", "cuda") if args.gpu else ("numpy", "cpu")
+    report: dict = {
+        "machine": machine(),
+        "threads": args.threads,
+        "backend": side_backend,
+        "training": {},
+        "sampling": {},
+    }
+    configs = ["gpu"] if args.gpu else args.configs
+    for name in configs:
         # Alternate the two sides and keep each one's best run: other load on the
         # machine then hits both alike instead of skewing one.
         runs: dict[str, list[dict]] = {"tinygpt": [], "torch": []}
         for _ in range(args.repeat):
-            runs["tinygpt"].append(_run_worker(["tinygpt", name]))
+            runs["tinygpt"].append(_run_worker(["tinygpt", name], side_backend))
             if not args.no_torch:
-                runs["torch"].append(_run_worker(["torch", name, str(args.threads)]))
+                runs["torch"].append(_run_worker(["torch", name, str(args.threads), torch_device]))
         row = {
             side: min(results, key=lambda r: r["ms_per_step"]) for side, results in runs.items() if results
         }
@@ -186,14 +213,15 @@ def main() -> None:
             row["ratio"] = row["tinygpt"]["ms_per_step"] / row["torch"]["ms_per_step"]
             row["memory_ratio"] = row["tinygpt"]["peak_mb"] / max(row["torch"]["peak_mb"], 1e-9)
         report["training"][name] = row
-    sampling = _run_worker(["sampling", str(args.sample_tokens)])
+    sampling = _run_worker(["sampling", str(args.sample_tokens)], side_backend)
     sampling["speedup"] = sampling["cached"] / sampling["uncached"]
     report["sampling"] = sampling
 
     if args.json:
         print(json.dumps(report))
         return
-    print(f"machine: {report['machine']}; threads {args.threads}; float32")
+    sides = f"tinygpt on {side_backend} vs torch on {torch_device}"
+    print(f"machine: {report['machine']}; threads {args.threads}; float32; {sides}")
     print(
         f"{'config':<8} {'tinygpt ms':>11} {'torch ms':>9} {'ratio':>6} {'tinygpt MB':>11} {'torch MB':>9} {'mem ratio':>9}"
     )
