@@ -16,6 +16,14 @@ from tinygpt import backend
 
 ALL = ("numpy", "array_api_strict", "cupy")
 
+try:  # property tests: no per-example deadline, since a loaded CI machine (fsync) would flake
+    from hypothesis import settings
+
+    settings.register_profile("tinygpt", deadline=None)
+    settings.load_profile("tinygpt")
+except ImportError:
+    pass
+
 
 def _cupy_ready() -> tuple[bool, str]:
     try:
