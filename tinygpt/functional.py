@@ -82,17 +82,6 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
 
 
 # Fused ops -------------------------------------------------------------------------
-def _row_sum(x: Array, scale: float = 1.0) -> Array:
-    """scale * sum over the last axis, kept as (..., 1): a matrix-vector product.
-
-    For the short rows of attention, layer norm and the loss, BLAS's product
-    with a ones vector runs several times faster than a reduction ufunc.
-    """
-    b = backend.current()
-    weights = b.xp.full((x.shape[-1], 1), scale, dtype=x.dtype, device=b.device)
-    return b.xp.matmul(x, weights)
-
-
 def _column_sum(x2: Array) -> Array:
     """Sum over the rows of a (N, C) matrix -> (C,), as ones (1, N) @ x2 (a bias gradient)."""
     b = backend.current()
@@ -141,7 +130,7 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Te
     if x.shape[-1] != weight.shape[0]:
         raise ShapeError(f"layer_norm: input has {x.shape[-1]} features, weight has {weight.shape[0]}")
     c = x.shape[-1]
-    centered = x.data - _row_sum(x.data, 1.0 / c)
+    centered = x.data - backend.row_sum(x.data, 1.0 / c)
     # vecdot sums products without materialising centered**2 (one pass fewer).
     rstd = 1.0 / xp.sqrt(xp.vecdot(centered, centered)[..., None] * (1.0 / c) + eps)
     xhat = centered * rstd
@@ -157,7 +146,7 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Te
         if x.requires_grad:
             gxhat = g * weight.data
             proj = xp.vecdot(gxhat, xhat)[..., None] * (1.0 / c)  # mean(gxhat * xhat)
-            gx = gxhat - _row_sum(gxhat, 1.0 / c)
+            gx = gxhat - backend.row_sum(gxhat, 1.0 / c)
             gx -= xhat * proj
             gx *= rstd
         return gx, gw, gb
@@ -211,7 +200,7 @@ def cross_entropy(logits: Tensor, targets: Tensor | Array) -> Tensor:
     n = z.shape[0]
     shifted = z - xp.max(z, axis=-1, keepdims=True)
     e = xp.exp(shifted)
-    total = _row_sum(e)
+    total = backend.row_sum(e)
     picked = xp.take_along_axis(shifted, t[:, None], axis=-1)
     loss = xp.mean(xp.log(total) - picked)
 

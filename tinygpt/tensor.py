@@ -39,11 +39,6 @@ def no_grad() -> Iterator[None]:
         _GradMode.enabled = previous
 
 
-def is_grad_enabled() -> bool:
-    """Whether operations currently record the graph for ``backward``."""
-    return _GradMode.enabled
-
-
 def _xp() -> Any:
     return backend.current().xp
 

@@ -12,6 +12,7 @@ from tinygpt.backend.kernels import (
     gelu_and_slope_portable,
     masked_softmax,
     masked_softmax_portable,
+    row_sum,
 )
 from tinygpt.backend.ops import one_hot, scatter_add_rows, scatter_add_rows_portable
 from tinygpt.backend.random import Generator, default_generator, manual_seed
@@ -41,6 +42,7 @@ __all__ = [
     "masked_softmax",
     "masked_softmax_portable",
     "one_hot",
+    "row_sum",
     "scatter_add_rows",
     "scatter_add_rows_portable",
     "set_default_float",

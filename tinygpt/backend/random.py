@@ -52,10 +52,6 @@ class Generator:
         """Integers in ``[low, high)`` as an int64 backend array."""
         return asarray(self._host.integers(low, high, tuple(shape), dtype=np.int64), copy=False)
 
-    def host_integers(self, low: int, high: int, shape: Sequence[int]) -> np.ndarray:
-        """Integers in ``[low, high)`` kept on the host (for slicing plans)."""
-        return self._host.integers(low, high, tuple(shape), dtype=np.int64)
-
     def keep_mask(self, shape: Sequence[int], p_keep: float, dtype: Any = None) -> Any:
         """A dropout mask: 1/p_keep with probability p_keep, else 0 (inverted dropout)."""
         b = current()
