@@ -11,7 +11,6 @@ from tests.lm_helpers import host, tiny_model
 from tinygpt import backend, checkpoint
 from tinygpt.checkpoint import (
     load_checkpoint,
-    publish,
     read_config,
     resolve_checkpoint,
     save_checkpoint,
@@ -20,6 +19,7 @@ from tinygpt.checkpoint import (
 from tinygpt.errors import CheckpointError
 from tinygpt.tensor import no_grad
 from tinygpt.tokenizer import CharTokenizer
+from tinygpt.training.run_directory import RunDirectory
 
 TEXT = "a small text, with Ünïcode ✓ and emoji 🙂\n"
 IDS = [[0, 3, 5, 1, 2, 7, 4, 6], [6, 6, 1, 0, 2, 3, 3, 5]]
@@ -231,15 +231,13 @@ def test_weight_shape_disagreeing_with_config_is_reported(tmp_path):
 
 # Run directories ---------------------------------------------------------------------
 def _run_dir(tmp_path):
-    run = tmp_path / "run"
-    first = save_checkpoint(run / "checkpoints" / "step-1", _model(seed=1), _tokenizer())
-    publish(run, "latest", first)
-    publish(run, "best", first)
-    second = save_checkpoint(run / "checkpoints" / "step-2", _model(seed=2), _tokenizer())
-    publish(run, "latest", second)
-    third = save_checkpoint(run / "checkpoints" / "step-3", _model(seed=3), _tokenizer())
-    publish(run, "latest", third)  # step-2 is now referenced by nothing
-    return run, first, third
+    run = RunDirectory(tmp_path / "run")
+    run.start()
+    first = run.save(1, _model(seed=1), _tokenizer())
+    run.publish("best", first)
+    run.save(2, _model(seed=2), _tokenizer())
+    third = run.save(3, _model(seed=3), _tokenizer())  # step 2 is now referenced by nothing
+    return run.path, first, third
 
 
 def test_resolve_checkpoint_follows_best_and_latest(tmp_path):
@@ -249,11 +247,6 @@ def test_resolve_checkpoint_follows_best_and_latest(tmp_path):
     assert resolve_checkpoint(run, "latest") == third
     assert resolve_checkpoint(third) == third
     np.testing.assert_array_equal(_logits(load_checkpoint(run).model), _logits(_model(seed=1)))
-
-
-def test_publish_deletes_checkpoints_nothing_points_to(tmp_path):
-    run, _, _ = _run_dir(tmp_path)
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-1", "step-3"]
 
 
 def test_corrupt_pointer_is_reported(tmp_path):
@@ -266,7 +259,7 @@ def test_corrupt_pointer_is_reported(tmp_path):
 def test_pointer_to_a_missing_checkpoint_is_reported(tmp_path):
     run, _, third = _run_dir(tmp_path)
     shutil.rmtree(third)
-    with pytest.raises(CheckpointError, match=r"latest\.json.*step-3"):
+    with pytest.raises(CheckpointError, match=r"latest\.json.*step-0000003"):
         resolve_checkpoint(run, "latest")
 
 
@@ -325,10 +318,10 @@ def test_crash_while_replacing_a_pointer_keeps_the_old_pointer(tmp_path, monkeyp
     run, _, third = _run_dir(tmp_path)
     monkeypatch.setattr(checkpoint, "_fsync_write", _crash_on_call(1, checkpoint._fsync_write))
     with pytest.raises(OSError, match="simulated crash"):
-        write_json_atomic(run / "latest.json", {"checkpoint": "checkpoints/step-1"})
+        write_json_atomic(run / "latest.json", {"checkpoint": "checkpoints/step-0000001"})
     monkeypatch.undo()
     assert resolve_checkpoint(run, "latest") == third
-    assert sorted(p.name for p in run.iterdir()) == ["best.json", "checkpoints", "latest.json"]
+    assert sorted(p.name for p in run.iterdir()) == ["best.json", "checkpoints", "latest.json", "run.json"]
 
 
 def test_checkpoint_files_are_readable_by_others(tmp_path):
@@ -339,18 +332,3 @@ def test_checkpoint_files_are_readable_by_others(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o777 & ~umask
     run, _, _ = _run_dir(tmp_path)
     assert (run / "latest.json").stat().st_mode & 0o777 == 0o666 & ~umask
-
-
-def test_publish_with_an_unreadable_pointer_deletes_no_checkpoint(tmp_path):
-    from tinygpt.checkpoint import publish
-
-    run = tmp_path / "run"
-    first, second = run / "checkpoints" / "step-0000001", run / "checkpoints" / "step-0000002"
-    for folder in (first, second):
-        folder.mkdir(parents=True)
-        (folder / "config.json").write_text("{}", encoding="utf-8")
-    (run / "best.json").write_text("{not json", encoding="utf-8")
-    (run / ".latest.json.abc.tmp").write_text("half", encoding="utf-8")
-    publish(run, "latest", second)
-    assert first.exists() and second.exists()
-    assert not (run / ".latest.json.abc.tmp").exists()

@@ -1,6 +1,7 @@
 """The command line: train / sample / eval / info work, and every bad input is one clear line."""
 
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -297,6 +298,34 @@ def test_new_run_into_an_existing_run_dir_is_refused(capsys, corpus, tmp_path):
     code, _, err = run_cli(capsys, "train", "--text", corpus, "--out", out, *TINY, "--max-iters", 40)
     assert_one_line_error(code, err, "already holds a run", "--resume", "nothing was overwritten")
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_new_run_into_a_directory_with_foreign_files_deletes_nothing(capsys, corpus, tmp_path):
+    out = tmp_path / "r"
+    (out / "checkpoints" / "resnet-epoch10").mkdir(parents=True)
+    (out / "checkpoints" / "resnet-epoch10" / "model.pt").write_bytes(b"another project's weights")
+    (out / "metrics.jsonl").write_text('{"iter": 3, "acc": 0.9}\n')
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, _, err = run_cli(capsys, "train", "--text", corpus, "--out", out, *TINY)
+    assert_one_line_error(code, err, "checkpoints/resnet-epoch10", "metrics.jsonl", "did not write")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_resume_never_deletes_a_copy_the_user_made_inside_the_run(capsys, corpus, tmp_path):
+    out = tmp_path / "r"
+    assert run_cli(capsys, "train", "--text", corpus, "--out", out, *TINY)[0] == 0
+    keep = out / "checkpoints" / "my-keep"
+    shutil.copytree(out / "checkpoints" / "step-0000020", keep)
+    before = {p: p.read_bytes() for p in keep.rglob("*")}
+    code, _, err = run_cli(
+        capsys, "train", "--text", corpus, "--out", out, *TINY, "--max-iters", 40, "--resume"
+    )
+    assert code == 0, err
+    assert {p: p.read_bytes() for p in keep.rglob("*")} == before
+    assert (
+        not (out / "checkpoints" / "step-0000020").exists()
+        or "step-0000020" in (out / "best.json").read_text()
+    )
 
 
 def test_resume_after_finishing_extends_to_more_iterations(capsys, corpus, tmp_path):

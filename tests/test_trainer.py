@@ -131,7 +131,7 @@ def test_resume_repeats_the_uninterrupted_losses_exactly(tmp_path, stop_at):
 
     resumed, record_resumed = _step_losses()
     fresh = _trainer(out_dir=tmp_path / "split", callbacks=[record_resumed], model_seed=99, **options)
-    fresh.restore(resolve_checkpoint(tmp_path / "split", "latest"))
+    fresh.resume()
     assert fresh.step == stop_at
     summary = fresh.train()
     assert resumed == {s: reference[s] for s in range(stop_at + 1, 61)}

@@ -34,7 +34,6 @@ from tinygpt.tokenizer import CharTokenizer
 
 FORMAT = "tinygpt-checkpoint"
 VERSION = 1
-CHECKPOINTS = "checkpoints"
 POINTERS = ("latest", "best")
 
 
@@ -293,22 +292,3 @@ def resolve_checkpoint(path: str | os.PathLike[str], which: str = "best") -> Pat
         f"{path} is neither a checkpoint (no config.json) nor a run directory (no {which}.json); "
         "give the --out directory of `tinygpt train` or a checkpoint inside it"
     )
-
-
-def publish(run_dir: Path, which: str, checkpoint: Path) -> None:
-    """Point the run's ``latest``/``best`` at ``checkpoint`` and delete checkpoints nothing points to."""
-    write_json_atomic(run_dir / f"{which}.json", {"checkpoint": str(checkpoint.relative_to(run_dir))})
-    for leftover in run_dir.glob(".*.json.*.tmp"):  # pointer writes cut short by a kill
-        leftover.unlink(missing_ok=True)
-    referenced = set()
-    for name in POINTERS:
-        pointer = run_dir / f"{name}.json"
-        if pointer.exists():
-            try:
-                referenced.add(json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"])
-            except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-                return  # cannot tell what an unreadable pointer needs: delete nothing
-    folder = run_dir / CHECKPOINTS
-    for child in folder.iterdir() if folder.exists() else ():
-        if str(child.relative_to(run_dir)) not in referenced:
-            shutil.rmtree(child, ignore_errors=True)

@@ -177,29 +177,25 @@ def _check_memory(config: Any, batch_size: int) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tinygpt.checkpoint import load_checkpoint, resolve_checkpoint
+    from tinygpt.checkpoint import load_checkpoint
     from tinygpt.models.gpt import GPTConfig, TinyGPT
     from tinygpt.tokenizer import CharTokenizer
     from tinygpt.trainer import LanguageModelTrainer, TrainConfig
+    from tinygpt.training.run_directory import RunDirectory
 
     _select_backend(args)
     out = Path(args.out or f"runs/{Path(args.text).stem if args.text else args.corpus}")
-    has_run = (out / "latest.json").exists()
-    if args.resume and not has_run:
-        raise ConfigError(
-            f"--resume: {out} holds no run to continue (no latest.json); drop --resume to start one"
-        )
-    if has_run and not args.resume:
-        raise ConfigError(
-            f"{out} already holds a run; pass --resume to continue it, or choose another --out "
-            "(nothing was overwritten)"
-        )
+    run = RunDirectory(out)
+    if args.resume:
+        latest = run.resume()
+    else:
+        run.check_new()
     # Every TrainConfig field has a flag of the same name (--on-nan is on_nonfinite).
     settings = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     train_config = TrainConfig(**settings, on_nonfinite=args.on_nan)
     text, data_info = _load_text(args)
     if args.resume:
-        ckpt = load_checkpoint(resolve_checkpoint(out, "latest"))
+        ckpt = load_checkpoint(latest)
         tokenizer, config = ckpt.tokenizer, ckpt.model.config
     else:
         tokenizer = CharTokenizer.from_text(text)
@@ -227,7 +223,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_info=data_info,
     )
     if args.resume:
-        trainer.restore(resolve_checkpoint(out, "latest"))
+        trainer.resume()
         print(f"resuming {out} from step {trainer.step}", flush=True)
     b = backend.current()
     print(

@@ -12,7 +12,6 @@ and a clean stop on Ctrl-C.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tinygpt import backend
-from tinygpt.checkpoint import CHECKPOINTS, load_checkpoint, publish, save_checkpoint
+from tinygpt.checkpoint import load_checkpoint
 from tinygpt.data import sample_windows, sequential_windows
 from tinygpt.errors import CheckpointError, ConfigError, NumericalError, TinyGPTError
 from tinygpt.layers.module import Module
@@ -34,6 +33,7 @@ from tinygpt.optim import AdamW, Optimizer, clip_scale, warmup_cosine_lr
 from tinygpt.progress import Progress
 from tinygpt.tensor import Tensor, no_grad
 from tinygpt.tokenizer import CharTokenizer
+from tinygpt.training.run_directory import RunDirectory
 
 Batch = Any
 Callback = Callable[[dict[str, Any]], None]
@@ -276,6 +276,8 @@ class LanguageModelTrainer(Trainer):
         self.val_ids = val_ids
         self.config = config
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.run = RunDirectory(out_dir) if out_dir is not None else None
+        self._run_open = False  # start() or resume() claims the run directory once
         self.log = log
         self.show_progress = show_progress
         self.data_info = data_info or {}
@@ -305,9 +307,15 @@ class LanguageModelTrainer(Trainer):
     def train(self) -> dict[str, Any]:
         """Run until ``max_iters``; returns a summary. Ctrl-C saves and raises TrainingInterrupted."""
         cfg = self.config
-        if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            self._trim_metrics()
+        if self.run is not None:
+            if not self._run_open:
+                # restore() from this run's own checkpoint continues it; anything else starts one
+                if self.step > 0 and self.run.holds_run():
+                    self.run.resume()
+                else:
+                    self.run.start()
+                self._run_open = True
+            self.run.trim_metrics(self.step)
         step_times: list[float] = []
         start = time.perf_counter()
         last: dict[str, Any] = {}
@@ -352,15 +360,14 @@ class LanguageModelTrainer(Trainer):
             "elapsed_s": round(elapsed, 3),
             "ms_per_iter": round(1000 * statistics.median(step_times), 3) if step_times else None,
         }
-        if self.out_dir is not None:
+        if self.run is not None:
             improved = metrics["val_loss"] < self.best_val_loss
             if improved:
                 self.best_val_loss = metrics["val_loss"]
             path = self.save()
             if improved:
-                publish(self.out_dir, "best", path)
-            with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(metrics) + "\n")
+                self.run.publish("best", path)
+            self.run.log(metrics)
         else:
             self.best_val_loss = min(self.best_val_loss, metrics["val_loss"])
         self.emit({"event": "eval", **metrics})
@@ -369,9 +376,8 @@ class LanguageModelTrainer(Trainer):
     # Checkpoints and resume -----------------------------------------------------
     def save(self) -> Path:
         """Write a full training checkpoint for the current step and make it the run's latest."""
-        if self.out_dir is None:
+        if self.run is None:
             raise ConfigError("this trainer has no out_dir to save checkpoints into")
-        path = self.out_dir / CHECKPOINTS / f"step-{self.step:07d}"
         state = {
             "step": self.step,
             "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
@@ -381,9 +387,14 @@ class LanguageModelTrainer(Trainer):
             "train_config": asdict(self.config),
             "data": self.data_info,
         }
-        save_checkpoint(path, self.model, self.tokenizer, self.optimizer.state_dict(), state)
-        publish(self.out_dir, "latest", path)
-        return path
+        return self.run.save(self.step, self.model, self.tokenizer, self.optimizer.state_dict(), state)
+
+    def resume(self) -> None:
+        """Continue the run in ``out_dir`` from its latest checkpoint."""
+        if self.run is None:
+            raise ConfigError("this trainer has no out_dir to resume from")
+        self.restore(self.run.resume())
+        self._run_open = True
 
     def restore(self, checkpoint_dir: str | os.PathLike[str]) -> None:
         """Continue exactly where a checkpoint left off: weights, AdamW moments, step, RNG states."""
@@ -407,24 +418,6 @@ class LanguageModelTrainer(Trainer):
         self.best_val_loss = math.inf if best is None else float(best)
         self.data_rng.set_state(state["data_rng"])
         backend.default_generator().set_state(state["model_rng"])
-
-    def _trim_metrics(self) -> None:
-        """On resume, forget metrics logged after the checkpoint (they will be logged again)."""
-        assert self.out_dir is not None
-        path = self.out_dir / "metrics.jsonl"
-        if not path.exists():
-            return
-        kept = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                if json.loads(line)["iter"] < self.step:
-                    kept.append(line)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut short by a kill
-        # Rewritten aside and renamed, so a kill during the rewrite cannot lose the earlier lines.
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-        os.replace(tmp, path)
 
     # Ctrl-C ----------------------------------------------------------------------
     def _catch_sigint(self) -> Any:
