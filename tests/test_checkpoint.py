@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 
 from tests.lm_helpers import host, tiny_model
-from tinygpt import backend, checkpoint
-from tinygpt.checkpoint import (
-    load_checkpoint,
-    read_config,
-    resolve_checkpoint,
-    save_checkpoint,
-    write_json_atomic,
-)
+from tinygpt import backend, checkpoint, files
+from tinygpt.checkpoint import load_checkpoint, read_config, resolve_checkpoint, save_checkpoint
 from tinygpt.errors import CheckpointError
 from tinygpt.tensor import no_grad
 from tinygpt.tokenizer import CharTokenizer
@@ -279,7 +273,7 @@ def _crash_on_call(n, real):
 @pytest.mark.parametrize("nth_write", [1, 2, 3])
 def test_crash_while_writing_files_keeps_the_previous_checkpoint(tmp_path, monkeypatch, nth_write):
     path, logits = _saved(tmp_path)
-    monkeypatch.setattr(checkpoint, "_fsync_write", _crash_on_call(nth_write, checkpoint._fsync_write))
+    monkeypatch.setattr(checkpoint, "fsync_write", _crash_on_call(nth_write, files.fsync_write))
     with pytest.raises(OSError, match="simulated crash"):
         save_checkpoint(path, _model(seed=9), _tokenizer())
     monkeypatch.undo()
@@ -316,9 +310,9 @@ def test_kill_between_the_two_renames_still_resolves_the_previous_checkpoint(tmp
 
 def test_crash_while_replacing_a_pointer_keeps_the_old_pointer(tmp_path, monkeypatch):
     run, _, third = _run_dir(tmp_path)
-    monkeypatch.setattr(checkpoint, "_fsync_write", _crash_on_call(1, checkpoint._fsync_write))
+    monkeypatch.setattr(files, "fsync_write", _crash_on_call(1, files.fsync_write))
     with pytest.raises(OSError, match="simulated crash"):
-        write_json_atomic(run / "latest.json", {"checkpoint": "checkpoints/step-0000001"})
+        files.write_json_atomic(run / "latest.json", {"checkpoint": "checkpoints/step-0000001"})
     monkeypatch.undo()
     assert resolve_checkpoint(run, "latest") == third
     assert sorted(p.name for p in run.iterdir()) == ["best.json", "checkpoints", "latest.json", "run.json"]

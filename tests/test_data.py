@@ -14,14 +14,18 @@ import pytest
 from tinygpt import data
 from tinygpt.data import (
     CORPORA,
-    check_long_enough,
     load_corpus,
+    min_text_length,
     read_text,
+    require_window,
     shakespeare_text,
+    split_for_training,
     split_text,
     tinyshakespeare_text,
+    token_array,
 )
 from tinygpt.errors import ConfigError, CorpusError
+from tinygpt.tokenizer import CharTokenizer
 
 # --- read_text --------------------------------------------------------------
 
@@ -81,27 +85,28 @@ def test_split_text_rejects_fraction_outside_unit_interval(fraction):
         split_text("abc", val_fraction=fraction)
 
 
-# --- check_long_enough ------------------------------------------------------
+# --- min_text_length and split_for_training ---------------------------------------
 
 
-def test_check_long_enough_accepts_block_plus_one():
-    check_long_enough("abcde", block_size=4)
+def test_min_text_length_is_exactly_the_shortest_text_whose_parts_both_fit():
+    for block in (1, 2, 8, 33):
+        for fraction in (0.05, 0.1, 0.25, 0.5, 0.9):
+            n = min_text_length(block, fraction)
+            train, val = split_text("x" * n, fraction)
+            assert len(train) >= block + 1 and len(val) >= block + 1
+            train, val = split_text("x" * (n - 1), fraction)
+            assert len(train) < block + 1 or len(val) < block + 1
 
 
-def test_check_long_enough_states_minimum_length():
-    with pytest.raises(CorpusError, match="validation text has 4 characters") as info:
-        check_long_enough("abcd", block_size=4, what="validation text")
-    assert "at least 5" in str(info.value)
+def test_split_for_training_states_the_minimum():
+    tokenizer = CharTokenizer.from_text("abcd")
+    with pytest.raises(ConfigError, match=rf"has 8 characters.*at least {min_text_length(4, 0.1)}"):
+        split_for_training("abcdabcd", tokenizer, 0.1, 4)
 
 
-def test_check_long_enough_says_when_text_is_empty():
-    with pytest.raises(CorpusError, match="empty.*at least 9"):
-        check_long_enough("", block_size=8)
-
-
-def test_check_long_enough_rejects_nonpositive_block_size():
-    with pytest.raises(ConfigError, match="block_size"):
-        check_long_enough("abc", block_size=0)
+def test_require_window_names_the_split():
+    with pytest.raises(CorpusError, match="the validation split has 3 tokens, fewer than block_size=4"):
+        require_window(token_array([1, 2, 3]), 4, "the validation split")
 
 
 # --- load_corpus ------------------------------------------------------------

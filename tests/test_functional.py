@@ -44,7 +44,7 @@ def one_hot(ids: Tensor, n: int) -> Tensor:
     """(...) integer ids -> (..., n) float one-hot rows, as a constant tensor."""
     xp = backend.current().xp
     flat = backend.one_hot(xp.reshape(ids.data, (-1,)), n)
-    return Tensor._wrap(xp.reshape(flat, ids.shape + (n,)))
+    return Tensor.wrap(xp.reshape(flat, ids.shape + (n,)))
 
 
 # linear ---------------------------------------------------------------------------------
@@ -154,10 +154,10 @@ def composed_attention(qkv: Tensor, n_head: int, causal: bool = True, keep=None)
     q, k, v = heads[0], heads[1], heads[2]
     scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d))
     if causal:
-        scores = scores + Tensor._wrap(F.causal_mask(t))
+        scores = scores + Tensor.wrap(F.causal_mask(t))
     weights = scores.softmax(axis=-1)
     if keep is not None:
-        weights = weights * Tensor._wrap(keep)
+        weights = weights * Tensor.wrap(keep)
     return (weights @ v).permute(0, 2, 1, 3).reshape(bsz, t, c)
 
 
@@ -242,7 +242,7 @@ def test_dropout_matches_finite_differences_and_mask_product(xp_backend, float64
     check_gradients(lambda x: (F.dropout(x, 0.4, Generator(3)) * x).sum(), [x], samples=20)
     keep = Generator(3).keep_mask((4, 5), 0.6, dtype=x.dtype)
     assert_same_value_and_grads(
-        lambda x: F.dropout(x, 0.4, Generator(3)), lambda x: x * Tensor._wrap(keep), [x]
+        lambda x: F.dropout(x, 0.4, Generator(3)), lambda x: x * Tensor.wrap(keep), [x]
     )
 
 

@@ -5,7 +5,7 @@ Runs on NumPy (CPU), CuPy (GPU, ``TINYGPT_BACKEND=cupy``) and array_api_strict.
 
 from tinygpt import backend, functional, optim
 from tinygpt.errors import TinyGPTError
-from tinygpt.generation import TextGeneration
+from tinygpt.generation import TextGeneration, generate
 from tinygpt.layers import (
     GELU,
     Dense,
@@ -30,7 +30,7 @@ from tinygpt.losses import CrossEntropyLoss, LanguageModelLoss, MSELoss
 from tinygpt.models import GPTConfig, TinyGPT
 from tinygpt.tensor import Tensor, concat, no_grad, split, stack, tensor
 from tinygpt.tokenizer import CharTokenizer
-from tinygpt.trainer import LanguageModelTrainer, TrainConfig, Trainer
+from tinygpt.training import LanguageModelTrainer, TrainConfig, Trainer
 
 __version__ = "0.1.0"
 
@@ -68,6 +68,7 @@ __all__ = [
     "backend",
     "concat",
     "functional",
+    "generate",
     "no_grad",
     "optim",
     "split",

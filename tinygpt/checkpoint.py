@@ -29,6 +29,7 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from tinygpt.errors import CheckpointError, ConfigError, TinyGPTError
+from tinygpt.files import fsync_dir, fsync_write, json_bytes, umask
 from tinygpt.models.gpt import GPTConfig, TinyGPT
 from tinygpt.tokenizer import CharTokenizer
 
@@ -49,48 +50,6 @@ class Checkpoint:
 
 
 # Writing -------------------------------------------------------------------------
-def _fsync_write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Replace ``path`` with JSON ``data`` so readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a pointer file need not be
-        _fsync_write(Path(tmp), (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: TinyGPT,
@@ -104,16 +63,16 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     old = path.with_name(f".{path.name}.old")
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a checkpoint is shared like any file
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; a checkpoint is shared like any file
         files: dict[str, bytes] = {}
         weights = {name: array.astype("float32") for name, array in model.state_dict().items()}
         files["model.safetensors"] = st_save(weights)
-        files["tokenizer.json"] = (json.dumps(tokenizer.to_dict(), ensure_ascii=True) + "\n").encode()
+        files["tokenizer.json"] = json_bytes(tokenizer.to_dict())
         if optimizer_state is not None:
             files["optimizer.safetensors"] = st_save(optimizer_state["arrays"])
             trainer_state = {**(trainer_state or {}), "optimizer_step_count": optimizer_state["step_count"]}
         if trainer_state is not None:
-            files["trainer.json"] = (json.dumps(trainer_state, indent=2, sort_keys=True) + "\n").encode()
+            files["trainer.json"] = json_bytes(trainer_state)
         config = {
             "format": FORMAT,
             "version": VERSION,
@@ -123,9 +82,9 @@ def save_checkpoint(
             "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
         }
         for name, data in files.items():
-            _fsync_write(tmp / name, data)
-        _fsync_write(tmp / "config.json", (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
-        _fsync_dir(tmp)
+            fsync_write(tmp / name, data)
+        fsync_write(tmp / "config.json", json_bytes(config))
+        fsync_dir(tmp)
         if path.exists():
             # Between these two renames ``path`` is absent; resolve_checkpoint then finds ``old``.
             shutil.rmtree(old, ignore_errors=True)
@@ -134,7 +93,7 @@ def save_checkpoint(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not path.exists():  # failed between the renames: put the old one back

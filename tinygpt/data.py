@@ -13,7 +13,6 @@ import hashlib
 import http.client
 import importlib.resources
 import os
-import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from tinygpt import backend
 from tinygpt.errors import ConfigError, CorpusError
+from tinygpt.files import write_bytes_atomic
 
 CORPORA: tuple[str, ...] = ("shakespeare", "tinyshakespeare")
 """Names accepted by ``load_corpus``."""
@@ -97,21 +97,6 @@ def _default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "tinygpt"
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temp file and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _download(url: str, timeout: float) -> bytes:
     """Fetch ``url``, turning every network failure into a CorpusError."""
     try:
@@ -157,7 +142,7 @@ def tinyshakespeare_text(
                 "cached. Retry, or pass a local copy with --text PATH"
             )
         try:
-            _write_atomically(path, data)
+            write_bytes_atomic(path, data)
         except OSError as err:
             raise CorpusError(
                 f"cannot write the tinyshakespeare cache {str(path)!r}: {err}; "
@@ -199,20 +184,27 @@ def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
     return text[:n_train], text[n_train:]
 
 
-def check_long_enough(text: str, block_size: int, what: str = "corpus") -> None:
-    """Raise unless ``text`` holds one block of context plus the next character."""
-    if block_size < 1:
-        raise ConfigError(f"block_size must be at least 1, got {block_size}")
-    needed = block_size + 1  # a block of inputs plus the target after the last one
-    if not text:
-        raise CorpusError(
-            f"the {what} is empty; it needs at least {needed} characters for block_size={block_size}"
+def min_text_length(block_size: int, val_fraction: float) -> int:
+    """Fewest characters whose training and validation parts (``split_text``) both hold block_size + 1."""
+    need = block_size + 1
+    # Both parts only grow with n; start just below the bounds n >= need/f and n > (need-1)/(1-f).
+    n = max(1, int(need / val_fraction) - 2, int((need - 1) / (1 - val_fraction)) - 1)
+    while int(n * val_fraction) < need or n - int(n * val_fraction) < need:  # split_text's arithmetic
+        n += 1
+    return n
+
+
+def split_for_training(text: str, tokenizer: Any, val_fraction: float, block_size: int) -> tuple[Any, Any]:
+    """(train_ids, val_ids) token arrays of ``text``, refusing a text too short for one window in each."""
+    minimum = min_text_length(block_size, val_fraction)
+    if len(text) < minimum:
+        raise ConfigError(
+            f"the text has {len(text)} characters; with block_size={block_size} and a validation fraction of "
+            f"{val_fraction} it needs at least {minimum} characters, so that both the training and the "
+            f"validation part hold block_size + 1; use a longer text or a smaller --block-size"
         )
-    if len(text) < needed:
-        raise CorpusError(
-            f"the {what} has {len(text)} characters but needs at least {needed} "
-            f"for block_size={block_size}; use more text or a smaller block_size"
-        )
+    train_text, val_text = split_text(text, val_fraction)
+    return token_array(tokenizer.encode(train_text)), token_array(tokenizer.encode(val_text))
 
 
 # Token windows ---------------------------------------------------------------------
@@ -227,14 +219,22 @@ def token_array(ids: list[int]) -> Any:
     return backend.asarray(ids, dtype=backend.current().int_dtype)
 
 
+def require_window(ids: Any, block_size: int, what: str = "the text") -> None:
+    """Raise unless ``ids`` (N,) holds at least one window of ``block_size`` tokens."""
+    if ids.shape[0] < block_size:
+        raise CorpusError(
+            f"{what} has {ids.shape[0]} tokens, fewer than block_size={block_size}; "
+            "use a longer text or a smaller --block-size"
+        )
+
+
 def sample_windows(ids: Any, block_size: int, batch_size: int, rng: backend.Generator) -> Any:
     """``batch_size`` random windows of ``block_size`` consecutive ids: (B, T) int64.
 
     Start offsets are uniform over every position where a full window fits.
     """
+    require_window(ids, block_size)
     n = ids.shape[0]
-    if n < block_size:
-        raise CorpusError(f"{n} tokens cannot fill a window of block_size={block_size}")
     starts = rng.integers(0, n - block_size + 1, (batch_size,))
     return _gather(ids, starts, block_size)
 

@@ -15,9 +15,10 @@ import math
 from tinygpt import backend
 from tinygpt.backend import Generator
 from tinygpt.errors import ShapeError
-from tinygpt.tensor import Array, Tensor, concat, no_grad, split, stack, tensor
+from tinygpt.tensor import Array, Tensor, concat, no_grad, op, split, stack, tensor
 
 __all__ = [
+    "attention_weights",
     "causal_mask",
     "causal_self_attention",
     "concat",
@@ -30,12 +31,14 @@ __all__ = [
     "linear",
     "log",
     "log_softmax",
+    "merge_heads",
     "mse_loss",
     "no_grad",
     "relu",
     "sigmoid",
     "softmax",
     "split",
+    "split_heads",
     "sqrt",
     "stack",
     "tanh",
@@ -89,6 +92,7 @@ def _column_sum(x2: Array) -> Array:
     return b.xp.reshape(b.xp.matmul(ones, x2), (x2.shape[-1],))
 
 
+@op("linear")
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x @ weight + bias, one node. x (..., in), weight (in, out), bias (out,) -> (..., out)."""
     xp = backend.current().xp
@@ -117,9 +121,10 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         return (gx, gw) if bias is None else (gx, gw, gb)
 
     parents = (x, weight) if bias is None else (x, weight, bias)
-    return Tensor._from_op(out, parents, backward)
+    return Tensor.from_op(out, parents, backward)
 
 
+@op("layer_norm")
 def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
     """Normalise the last axis to zero mean, unit variance, then scale and shift.
 
@@ -151,7 +156,7 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Te
             gx *= rstd
         return gx, gw, gb
 
-    return Tensor._from_op(out, (x, weight, bias), backward)
+    return Tensor.from_op(out, (x, weight, bias), backward)
 
 
 def _as_index_array(ids: Tensor | Array) -> Array:
@@ -161,6 +166,7 @@ def _as_index_array(ids: Tensor | Array) -> Array:
     return data
 
 
+@op("embedding")
 def embedding(ids: Tensor | Array, weight: Tensor) -> Tensor:
     """Rows of ``weight`` (V, C) at integer ``ids`` (...) -> (..., C).
 
@@ -177,9 +183,10 @@ def embedding(ids: Tensor | Array, weight: Tensor) -> Tensor:
     def backward(g: Array) -> tuple[Array]:
         return (backend.scatter_add_rows(flat, xp.reshape(g, (-1, width)), vocab),)
 
-    return Tensor._from_op(out, (weight,), backward)
+    return Tensor.from_op(out, (weight,), backward)
 
 
+@op("cross_entropy")
 def cross_entropy(logits: Tensor, targets: Tensor | Array) -> Tensor:
     """Mean of -log softmax(logits)[target]. logits (..., V), integer targets (...).
 
@@ -210,9 +217,10 @@ def cross_entropy(logits: Tensor, targets: Tensor | Array) -> Tensor:
         grad *= g / n
         return (xp.reshape(grad, logits.shape),)
 
-    return Tensor._from_op(loss, (logits,), backward)
+    return Tensor.from_op(loss, (logits,), backward)
 
 
+@op("mse_loss")
 def mse_loss(prediction: Tensor, target: Tensor | Array) -> Tensor:
     """Mean squared error."""
     target = target if isinstance(target, Tensor) else Tensor(target, dtype=prediction.dtype)
@@ -220,6 +228,7 @@ def mse_loss(prediction: Tensor, target: Tensor | Array) -> Tensor:
     return (diff * diff).mean()
 
 
+@op("dropout")
 def dropout(x: Tensor, p: float, rng: Generator | None, training: bool = True) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training only)."""
     if not training or p == 0.0:
@@ -229,9 +238,10 @@ def dropout(x: Tensor, p: float, rng: Generator | None, training: bool = True) -
     if rng is None:
         raise ValueError("dropout with p > 0 in training needs a random Generator")
     mask = rng.keep_mask(x.shape, 1.0 - p, dtype=x.dtype)
-    return Tensor._from_op(x.data * mask, (x,), lambda g: (g * mask,))
+    return Tensor.from_op(x.data * mask, (x,), lambda g: (g * mask,))
 
 
+@op("causal_mask")
 def causal_mask(t_query: int, t_key: int | None = None, offset: int = 0) -> Array:
     """Additive mask (t_query, t_key): 0 where query i may see key j (j <= i + offset), else -inf.
 
@@ -247,6 +257,31 @@ def causal_mask(t_query: int, t_key: int | None = None, offset: int = 0) -> Arra
     return xp.where(cols <= rows, zeros, -math.inf)
 
 
+def split_heads(x: Array, n_head: int, parts: int = 1) -> tuple[Array, ...]:
+    """(B, T, parts * C) -> ``parts`` views (B, H, T, D), heads batched as an axis (D = C / H).
+
+    ``parts=3`` takes q, k, v apart from a fused projection laid out [q | k | v].
+    """
+    xp = backend.current().xp
+    bsz, t, width = x.shape
+    if width % parts or (width // parts) % n_head:
+        raise ShapeError(f"width {width} must be {parts} * n_embd with n_embd divisible by n_head={n_head}")
+    d = width // parts // n_head
+    heads = xp.permute_dims(xp.reshape(x, (bsz, t, parts, n_head, d)), (2, 0, 3, 1, 4))  # (parts, B, H, T, D)
+    return tuple(heads[i, ...] for i in range(parts))
+
+
+def merge_heads(*heads: Array) -> Array:
+    """The inverse of ``split_heads``: (B, H, T, D) arrays -> (B, T, len(heads) * H * D)."""
+    xp = backend.current().xp
+    bsz, h, t, d = heads[0].shape
+    if len(heads) == 1:
+        return xp.reshape(xp.permute_dims(heads[0], (0, 2, 1, 3)), (bsz, t, h * d))
+    stacked = xp.stack(heads, axis=0)  # (n, B, H, T, D)
+    return xp.reshape(xp.permute_dims(stacked, (1, 3, 0, 2, 4)), (bsz, t, len(heads) * h * d))
+
+
+@op("attention_weights")
 def attention_weights(q: Array, k: Array, mask: Array | None) -> Array:
     """softmax(q k^T / sqrt(D) + mask) for raw arrays (B, H, Tq, D), (B, H, Tk, D)."""
     xp = backend.current().xp
@@ -254,6 +289,7 @@ def attention_weights(q: Array, k: Array, mask: Array | None) -> Array:
     return backend.masked_softmax(scores, mask)
 
 
+@op("causal_self_attention")
 def causal_self_attention(
     qkv: Tensor,
     n_head: int,
@@ -267,16 +303,10 @@ def causal_self_attention(
     qkv (B, T, 3C) holds q, k, v side by side; heads are batched as (B, H, T, D)
     views, never looped over. Returns the heads merged back: (B, T, C).
     """
-    b = backend.current()
-    xp = b.xp
-    bsz, t, c3 = qkv.shape
-    c = c3 // 3
-    if c3 % 3 or c % n_head:
-        raise ShapeError(f"qkv width {c3} must be 3 * C with C divisible by n_head={n_head}")
-    d = c // n_head
-    scale = 1.0 / math.sqrt(d)
-    heads = xp.permute_dims(xp.reshape(qkv.data, (bsz, t, 3, n_head, d)), (2, 0, 3, 1, 4))
-    q, k, v = heads[0, ...], heads[1, ...], heads[2, ...]  # (B, H, T, D) each
+    xp = backend.current().xp
+    q, k, v = split_heads(qkv.data, n_head, parts=3)  # (B, H, T, D) each
+    t = q.shape[2]
+    scale = 1.0 / math.sqrt(q.shape[-1])
     probs = attention_weights(q, k, causal_mask(t) if causal else None)  # (B, H, T, T)
     keep = None
     if training and dropout_p > 0.0:
@@ -284,21 +314,18 @@ def causal_self_attention(
             raise ValueError("attention dropout in training needs a random Generator")
         keep = rng.keep_mask(probs.shape, 1.0 - dropout_p, dtype=probs.dtype)
     used = probs if keep is None else probs * keep
-    y = xp.matmul(used, v)  # (B, H, T, D)
-    out = xp.reshape(xp.permute_dims(y, (0, 2, 1, 3)), (bsz, t, c))
+    out = merge_heads(xp.matmul(used, v))  # (B, H, T, D) -> (B, T, C)
 
     def backward(g: Array) -> tuple[Array]:
-        gy = xp.permute_dims(xp.reshape(g, (bsz, t, n_head, d)), (0, 2, 1, 3))  # (B, H, T, D)
+        (gy,) = split_heads(g, n_head)  # (B, H, T, D)
         gv = xp.matmul(xp.matrix_transpose(used), gy)
         gp = xp.matmul(gy, xp.matrix_transpose(v))  # (B, H, T, T)
         if keep is not None:
             gp = gp * keep
         gp -= xp.vecdot(gp, probs)[..., None]  # softmax backward, in place
         gp *= probs
-        grads = xp.empty((bsz, t, 3, n_head, d), dtype=g.dtype, device=g.device)
-        grads[:, :, 0, :, :] = xp.permute_dims(xp.matmul(gp, k) * scale, (0, 2, 1, 3))
-        grads[:, :, 1, :, :] = xp.permute_dims(xp.matmul(xp.matrix_transpose(gp), q) * scale, (0, 2, 1, 3))
-        grads[:, :, 2, :, :] = xp.permute_dims(gv, (0, 2, 1, 3))
-        return (xp.reshape(grads, (bsz, t, c3)),)
+        gq = xp.matmul(gp, k) * scale
+        gk = xp.matmul(xp.matrix_transpose(gp), q) * scale
+        return (merge_heads(gq, gk, gv),)  # (B, T, 3C): the layout of qkv
 
-    return Tensor._from_op(out, (qkv,), backward)
+    return Tensor.from_op(out, (qkv,), backward)

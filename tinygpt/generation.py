@@ -136,14 +136,11 @@ def generate(
     ``show_progress=None`` shows a bar over the tokens when stderr is a terminal.
     """
     rows = [list(map(int, r)) for r in (backend.to_numpy(ids).tolist() if hasattr(ids, "shape") else ids)]
-    progress = Progress(total=max_new_tokens, enabled=show_progress, desc="sample")
-    try:
+    with Progress(total=max_new_tokens, enabled=show_progress, desc="sample") as progress:
         for step in generate_stream(model, rows, max_new_tokens, **options):
             for row, token in zip(rows, step, strict=True):
                 row.append(token)
             progress.update()
-    finally:
-        progress.close()
     return rows
 
 

@@ -8,13 +8,13 @@ so that, for example, biases and norms skip weight decay.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tinygpt import backend
 from tinygpt.errors import ConfigError
 from tinygpt.layers.module import Parameter
-from tinygpt.tensor import Array, no_grad
+from tinygpt.tensor import Array, no_grad, op
 
 
 def _groups(params: Iterable[Any], defaults: dict[str, Any]) -> list[dict[str, Any]]:
@@ -52,6 +52,7 @@ class Optimizer:
         for p in self.parameters:
             p.zero_grad()
 
+    @op("optimizer_step")
     def step(self, grad_scale: float = 1.0) -> None:
         """Update every parameter that has a gradient.
 
@@ -62,8 +63,8 @@ class Optimizer:
         with no_grad():
             for group in self.param_groups:
                 for p in group["params"]:
-                    if p._grad is not None:
-                        self._update(p, p._grad, group, self.state.setdefault(id(p), {}), grad_scale)
+                    if p.grad_data is not None:
+                        self._update(p, p.grad_data, group, self.state.setdefault(id(p), {}), grad_scale)
 
     def _update(
         self, p: Parameter, g: Array, group: dict[str, Any], state: dict[str, Any], grad_scale: float
@@ -184,13 +185,14 @@ class AdamW(Adam):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
 
+@op("grad_norm")
 def grad_norm(params: Iterable[Parameter]) -> float:
     """The global L2 norm of all gradients (as one long vector)."""
     xp = backend.current().xp
     squares = [
-        xp.vecdot(xp.reshape(p._grad, (-1,)), xp.reshape(p._grad, (-1,)))
+        xp.vecdot(xp.reshape(p.grad_data, (-1,)), xp.reshape(p.grad_data, (-1,)))
         for p in params
-        if p._grad is not None
+        if p.grad_data is not None
     ]
     if not squares:
         return 0.0
@@ -198,6 +200,7 @@ def grad_norm(params: Iterable[Parameter]) -> float:
     return math.sqrt(total)
 
 
+@op("clip_grad_norm")
 def clip_scale(params: Iterable[Parameter], max_norm: float) -> tuple[float, float]:
     """(global gradient norm, factor that brings it to at most ``max_norm``) without touching grads.
 
@@ -210,6 +213,7 @@ def clip_scale(params: Iterable[Parameter], max_norm: float) -> tuple[float, flo
     return norm, 1.0
 
 
+@op("clip_grad_norm")
 def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
     """Scale all gradients so their global norm is at most ``max_norm``; returns the norm before.
 
@@ -220,17 +224,12 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
     norm, scale = clip_scale(params, max_norm)
     if scale != 1.0:
         for p in params:
-            if p._grad is not None:
-                p._grad = p._grad * scale
+            if p.grad_data is not None:
+                p.grad_data = p.grad_data * scale
     return norm
 
 
-def constant_lr(lr: float):
-    """A schedule that always gives ``lr``."""
-    return lambda it: lr
-
-
-def warmup_cosine_lr(lr: float, min_lr: float, warmup_iters: int, max_iters: int):
+def warmup_cosine_lr(lr: float, min_lr: float, warmup_iters: int, max_iters: int) -> Callable[[int], float]:
     """Linear warm-up to ``lr`` over ``warmup_iters``, then cosine decay to ``min_lr`` at ``max_iters``.
 
     Warm-up avoids huge early steps while Adam's second-moment estimates are

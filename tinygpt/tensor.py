@@ -1,10 +1,16 @@
 """``Tensor``: an array from the current backend plus reverse-mode autograd.
 
 Every operation builds its output and, right beside it, a ``backward`` closure
-that maps the output's gradient to its inputs' gradients. ``Tensor.backward``
-sorts the graph topologically (iteratively, so deep graphs never hit Python's
-recursion limit) and runs the closures in reverse. Gradients are plain backend
-arrays internally; ``t.grad`` shows them as a Tensor, as in PyTorch.
+that maps the output's gradient to its inputs' gradients; ``Tensor.from_op``
+joins the two into a graph node. ``Tensor.backward`` sorts the graph
+topologically (iteratively, so deep graphs never hit Python's recursion limit)
+and runs the closures in reverse. Gradients are plain backend arrays
+(``grad_data``); ``t.grad`` shows them as a Tensor, as in PyTorch.
+
+Operations are marked with ``@op("name")``. That costs nothing until an
+``OpObserver`` is installed with ``observe_ops`` (the classroom profiler is
+one): then each outermost op's forward time, and the time of the backward
+closure it created, are reported under its name.
 
 Fused operations with hand-written backward passes (linear, layer norm,
 attention, cross-entropy) live in ``tinygpt.functional``.
@@ -13,19 +19,89 @@ attention, cross-entropy) live in ``tinygpt.functional``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from tinygpt import backend
 from tinygpt.errors import ShapeError
 
 Array = Any
 Backward = Callable[[Array], Sequence[Array | None]]
+Fn = TypeVar("Fn", bound=Callable[..., Any])
 
 
 class _GradMode:
     enabled = True
+
+
+# Observing operations ------------------------------------------------------------
+class OpObserver:
+    """Told how long each operation takes; subclass it and install it with ``observe_ops``."""
+
+    def wait(self) -> None:
+        """Called around every timed call: a GPU observer synchronises the device here."""
+
+    def record(self, name: str, seconds: float, backward: bool) -> None:
+        """One outermost op ``name`` ran for ``seconds`` (its backward closure if ``backward``)."""
+
+
+class _Observing:
+    observer: OpObserver | None = None
+    current: str | None = None  # the outermost op running now, while observed
+
+
+@contextlib.contextmanager
+def observe_ops(observer: OpObserver) -> Iterator[OpObserver]:
+    """Report every op's time to ``observer`` inside the block (one observer at a time)."""
+    if _Observing.observer is not None:
+        raise RuntimeError("an OpObserver is already installed; observers do not nest")
+    _Observing.observer = observer
+    try:
+        yield observer
+    finally:
+        _Observing.observer = None
+        _Observing.current = None
+
+
+def _timed(name: str, fn: Callable[..., Any], backward: bool, args: Any, kwargs: Any) -> Any:
+    observer = _Observing.observer
+    assert observer is not None
+    _Observing.current = name
+    observer.wait()
+    start = time.perf_counter()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        observer.wait()
+        _Observing.current = None
+        observer.record(name, time.perf_counter() - start, backward)
+
+
+def op(name: str) -> Callable[[Fn], Fn]:
+    """Mark a function as the operation ``name`` so an ``OpObserver`` can time it."""
+
+    def decorate(fn: Fn) -> Fn:
+        @functools.wraps(fn)
+        def observed(*args: Any, **kwargs: Any) -> Any:
+            if _Observing.observer is None or _Observing.current is not None:
+                return fn(*args, **kwargs)  # not observed, or inside an op already being timed
+            return _timed(name, fn, False, args, kwargs)
+
+        return observed  # type: ignore[return-value]
+
+    return decorate
+
+
+def _observed_backward(name: str, backward: Backward) -> Backward:
+    def timed_backward(g: Array) -> Sequence[Array | None]:
+        if _Observing.observer is None or _Observing.current is not None:
+            return backward(g)
+        return _timed(name, backward, True, (g,), {})  # type: ignore[no-any-return]
+
+    return timed_backward
 
 
 @contextlib.contextmanager
@@ -66,7 +142,7 @@ class Tensor:
     integer data stays int64 (token ids).
     """
 
-    __slots__ = ("_backward", "_grad", "_parents", "data", "name", "requires_grad")
+    __slots__ = ("_backward", "_parents", "data", "grad_data", "name", "requires_grad")
     __array_ufunc__ = None  # make NumPy scalars defer to Tensor's operators
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
@@ -74,31 +150,38 @@ class Tensor:
             data = data.data
         self.data = backend.asarray(data, dtype=dtype)
         self.requires_grad = bool(requires_grad)
-        self._grad: Array | None = None
+        self.grad_data: Array | None = None  # d(loss)/d(self) as a raw backend array, after backward()
         self._parents: tuple[Tensor, ...] = ()
         self._backward: Backward | None = None
         self.name: str | None = None
 
     @classmethod
-    def _wrap(cls, data: Array, requires_grad: bool = False) -> Tensor:
-        """Wrap a backend array without converting it (internal fast path)."""
+    def wrap(cls, data: Array, requires_grad: bool = False) -> Tensor:
+        """A Tensor around backend array ``data`` as it is (no copy, no dtype change)."""
         out = cls.__new__(cls)
         out.data = data
         out.requires_grad = requires_grad
-        out._grad = None
+        out.grad_data = None
         out._parents = ()
         out._backward = None
         out.name = None
         return out
 
     @classmethod
-    def _from_op(cls, data: Array, parents: tuple[Tensor, ...], backward: Backward) -> Tensor:
-        """The output of an operation; records the graph only when a parent needs it."""
-        out = cls._wrap(data)
+    def from_op(cls, data: Array, parents: tuple[Tensor, ...], backward: Backward) -> Tensor:
+        """The output of a differentiable operation: a graph node.
+
+        ``data`` is the result computed from ``parents``; ``backward(g)`` takes the
+        gradient of the loss with respect to ``data`` and returns one gradient (or
+        None) per parent, each of that parent's shape. The graph is recorded only
+        when grad mode is on and some parent requires grad.
+        """
+        out = cls.wrap(data)
         if _GradMode.enabled and any(p.requires_grad for p in parents):
             out.requires_grad = True
             out._parents = parents
-            out._backward = backward
+            name = _Observing.current
+            out._backward = backward if name is None else _observed_backward(name, backward)
         return out
 
     # Basic facts ------------------------------------------------------------
@@ -142,18 +225,18 @@ class Tensor:
     @property
     def grad(self) -> Tensor | None:
         """d(loss)/d(self) after ``backward()``, same shape as self (None before)."""
-        return None if self._grad is None else Tensor._wrap(self._grad)
+        return None if self.grad_data is None else Tensor.wrap(self.grad_data)
 
     @grad.setter
     def grad(self, value: Tensor | Array | None) -> None:
-        self._grad = value.data if isinstance(value, Tensor) else value
+        self.grad_data = value.data if isinstance(value, Tensor) else value
 
     def zero_grad(self) -> None:
-        self._grad = None
+        self.grad_data = None
 
     def detach(self) -> Tensor:
         """The same data, cut off from the graph."""
-        return Tensor._wrap(self.data)
+        return Tensor.wrap(self.data)
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
         self.requires_grad = flag
@@ -184,17 +267,17 @@ class Tensor:
                 raise ShapeError(f"seed gradient has shape {tuple(seed.shape)}, expected {self.shape}")
 
         order = self._topological_order()
-        self._grad = seed if self._grad is None else self._grad + seed
+        self.grad_data = seed if self.grad_data is None else self.grad_data + seed
         for node in reversed(order):
-            g = node._grad
+            g = node.grad_data
             if node._backward is None or g is None:
                 continue
             for parent, pg in zip(node._parents, node._backward(g), strict=True):
                 if pg is None or not parent.requires_grad:
                     continue
-                parent._grad = pg if parent._grad is None else parent._grad + pg
+                parent.grad_data = pg if parent.grad_data is None else parent.grad_data + pg
             # Free the graph as we go: intermediate results and closures.
-            node._grad = None
+            node.grad_data = None
             node._backward = None
             node._parents = ()
 
@@ -218,6 +301,7 @@ class Tensor:
         return order
 
     # Arithmetic ---------------------------------------------------------------
+    @op("add")
     def __add__(self, other: Any) -> Tensor:
         other = _lift(other, self)
         a, b = self, other
@@ -225,11 +309,13 @@ class Tensor:
         def backward(g: Array) -> tuple[Array, Array]:
             return _unbroadcast(g, a.shape), _unbroadcast(g, b.shape)
 
-        return Tensor._from_op(a.data + b.data, (a, b), backward)
+        return Tensor.from_op(a.data + b.data, (a, b), backward)
 
+    @op("add")
     def __radd__(self, other: Any) -> Tensor:
         return _lift(other, self) + self
 
+    @op("sub")
     def __sub__(self, other: Any) -> Tensor:
         other = _lift(other, self)
         a, b = self, other
@@ -237,11 +323,13 @@ class Tensor:
         def backward(g: Array) -> tuple[Array, Array]:
             return _unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)
 
-        return Tensor._from_op(a.data - b.data, (a, b), backward)
+        return Tensor.from_op(a.data - b.data, (a, b), backward)
 
+    @op("sub")
     def __rsub__(self, other: Any) -> Tensor:
         return _lift(other, self) - self
 
+    @op("mul")
     def __mul__(self, other: Any) -> Tensor:
         other = _lift(other, self)
         a, b = self, other
@@ -251,11 +339,13 @@ class Tensor:
             gb = _unbroadcast(g * a.data, b.shape) if b.requires_grad else None
             return ga, gb
 
-        return Tensor._from_op(a.data * b.data, (a, b), backward)
+        return Tensor.from_op(a.data * b.data, (a, b), backward)
 
+    @op("mul")
     def __rmul__(self, other: Any) -> Tensor:
         return _lift(other, self) * self
 
+    @op("div")
     def __truediv__(self, other: Any) -> Tensor:
         other = _lift(other, self)
         a, b = self, other
@@ -266,17 +356,20 @@ class Tensor:
             gb = _unbroadcast(-g * out / b.data, b.shape) if b.requires_grad else None
             return ga, gb
 
-        return Tensor._from_op(out, (a, b), backward)
+        return Tensor.from_op(out, (a, b), backward)
 
+    @op("div")
     def __rtruediv__(self, other: Any) -> Tensor:
         return _lift(other, self) / self
 
+    @op("neg")
     def __neg__(self) -> Tensor:
         def backward(g: Array) -> tuple[Array]:
             return (-g,)
 
-        return Tensor._from_op(-self.data, (self,), backward)
+        return Tensor.from_op(-self.data, (self,), backward)
 
+    @op("pow")
     def __pow__(self, exponent: float | int) -> Tensor:
         if isinstance(exponent, Tensor):
             raise TypeError("tensor ** tensor is not supported; use exp(b * log(a))")
@@ -286,8 +379,9 @@ class Tensor:
         def backward(g: Array) -> tuple[Array]:
             return (g * (p * x ** (p - 1.0)),)
 
-        return Tensor._from_op(x**p, (self,), backward)
+        return Tensor.from_op(x**p, (self,), backward)
 
+    @op("matmul")
     def __matmul__(self, other: Any) -> Tensor:
         other = _lift(other, self)
         if self.ndim == 1 or other.ndim == 1:
@@ -307,31 +401,33 @@ class Tensor:
                 gb = _unbroadcast(xp.matmul(xp.matrix_transpose(a.data), g), b.shape)
             return ga, gb
 
-        return Tensor._from_op(xp.matmul(a.data, b.data), (a, b), backward)
+        return Tensor.from_op(xp.matmul(a.data, b.data), (a, b), backward)
 
+    @op("matmul")
     def __rmatmul__(self, other: Any) -> Tensor:
         return _lift(other, self) @ self
 
     # Comparisons give plain boolean tensors and carry no gradient.
     def __lt__(self, other: Any) -> Tensor:
-        return Tensor._wrap(self.data < _raw(other))
+        return Tensor.wrap(self.data < _raw(other))
 
     def __le__(self, other: Any) -> Tensor:
-        return Tensor._wrap(self.data <= _raw(other))
+        return Tensor.wrap(self.data <= _raw(other))
 
     def __gt__(self, other: Any) -> Tensor:
-        return Tensor._wrap(self.data > _raw(other))
+        return Tensor.wrap(self.data > _raw(other))
 
     def __ge__(self, other: Any) -> Tensor:
-        return Tensor._wrap(self.data >= _raw(other))
+        return Tensor.wrap(self.data >= _raw(other))
 
     def eq(self, other: Any) -> Tensor:
         """Elementwise equality (``==`` keeps Python's identity semantics)."""
-        return Tensor._wrap(self.data == _raw(other))
+        return Tensor.wrap(self.data == _raw(other))
 
     __hash__ = object.__hash__
 
     # Reductions ---------------------------------------------------------------
+    @op("sum")
     def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
         xp = _xp()
         shape = self.shape
@@ -339,12 +435,14 @@ class Tensor:
         def backward(g: Array) -> tuple[Array]:
             return (xp.broadcast_to(_keepdims(g, shape, axis, keepdims), shape),)
 
-        return Tensor._from_op(xp.sum(self.data, axis=axis, keepdims=keepdims), (self,), backward)
+        return Tensor.from_op(xp.sum(self.data, axis=axis, keepdims=keepdims), (self,), backward)
 
+    @op("mean")
     def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
         count = _count(self.shape, axis)
         return self.sum(axis=axis, keepdims=keepdims) * (1.0 / count)
 
+    @op("max")
     def max(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
         """Maximum; the gradient is shared equally between tied maxima."""
         xp = _xp()
@@ -357,7 +455,7 @@ class Tensor:
             ties = xp.sum(hit, axis=axis, keepdims=True)
             return (hit * (_keepdims(g, x.shape, axis, keepdims) / ties),)
 
-        return Tensor._from_op(out, (self,), backward)
+        return Tensor.from_op(out, (self,), backward)
 
     # Shape --------------------------------------------------------------------
     def reshape(self, *shape: int | Sequence[int]) -> Tensor:
@@ -369,7 +467,7 @@ class Tensor:
         def backward(g: Array) -> tuple[Array]:
             return (xp.reshape(g, original),)
 
-        return Tensor._from_op(xp.reshape(self.data, tuple(shape)), (self,), backward)
+        return Tensor.from_op(xp.reshape(self.data, tuple(shape)), (self,), backward)
 
     def permute(self, *axes: int | Sequence[int]) -> Tensor:
         if len(axes) == 1 and not isinstance(axes[0], int):
@@ -381,7 +479,7 @@ class Tensor:
         def backward(g: Array) -> tuple[Array]:
             return (xp.permute_dims(g, inverse),)
 
-        return Tensor._from_op(xp.permute_dims(self.data, axes), (self,), backward)
+        return Tensor.from_op(xp.permute_dims(self.data, axes), (self,), backward)
 
     def transpose(self, axis0: int = -2, axis1: int = -1) -> Tensor:
         """Swap two axes (default: the last two)."""
@@ -411,35 +509,42 @@ class Tensor:
             full[target] = xp.reshape(g, tuple(x[target].shape)) if len(target) < len(parts) else g
             return (full,)
 
-        return Tensor._from_op(out, (self,), backward)
+        return Tensor.from_op(out, (self,), backward)
 
     # Elementwise functions ----------------------------------------------------
+    @op("exp")
     def exp(self) -> Tensor:
         out = _xp().exp(self.data)
-        return Tensor._from_op(out, (self,), lambda g: (g * out,))
+        return Tensor.from_op(out, (self,), lambda g: (g * out,))
 
+    @op("log")
     def log(self) -> Tensor:
         x = self.data
-        return Tensor._from_op(_xp().log(x), (self,), lambda g: (g / x,))
+        return Tensor.from_op(_xp().log(x), (self,), lambda g: (g / x,))
 
+    @op("sqrt")
     def sqrt(self) -> Tensor:
         out = _xp().sqrt(self.data)
-        return Tensor._from_op(out, (self,), lambda g: (g * 0.5 / out,))
+        return Tensor.from_op(out, (self,), lambda g: (g * 0.5 / out,))
 
+    @op("tanh")
     def tanh(self) -> Tensor:
         out = _xp().tanh(self.data)
-        return Tensor._from_op(out, (self,), lambda g: (g * (1.0 - out * out),))
+        return Tensor.from_op(out, (self,), lambda g: (g * (1.0 - out * out),))
 
+    @op("sigmoid")
     def sigmoid(self) -> Tensor:
         # 0.5 * (1 + tanh(x/2)) never overflows, unlike 1 / (1 + exp(-x)).
         out = 0.5 * (_xp().tanh(0.5 * self.data) + 1.0)
-        return Tensor._from_op(out, (self,), lambda g: (g * out * (1.0 - out),))
+        return Tensor.from_op(out, (self,), lambda g: (g * out * (1.0 - out),))
 
+    @op("relu")
     def relu(self) -> Tensor:
         xp = _xp()
         mask = xp.astype(self.data > 0, self.data.dtype)
-        return Tensor._from_op(self.data * mask, (self,), lambda g: (g * mask,))
+        return Tensor.from_op(self.data * mask, (self,), lambda g: (g * mask,))
 
+    @op("gelu")
     def gelu(self) -> Tensor:
         """GELU, tanh approximation (GPT-2's): 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))).
 
@@ -447,8 +552,9 @@ class Tensor:
         in cache, so the backward pass is a single multiply.
         """
         out, slope = backend.gelu_and_slope(self.data)
-        return Tensor._from_op(out, (self,), lambda g: (g * slope,))
+        return Tensor.from_op(out, (self,), lambda g: (g * slope,))
 
+    @op("softmax")
     def softmax(self, axis: int = -1) -> Tensor:
         """exp(x) / sum(exp(x)) along ``axis``; the max is subtracted first so exp never overflows."""
         xp = _xp()
@@ -458,8 +564,9 @@ class Tensor:
         def backward(g: Array) -> tuple[Array]:
             return (out * (g - xp.sum(g * out, axis=axis, keepdims=True)),)
 
-        return Tensor._from_op(out, (self,), backward)
+        return Tensor.from_op(out, (self,), backward)
 
+    @op("log_softmax")
     def log_softmax(self, axis: int = -1) -> Tensor:
         """x - logsumexp(x) along ``axis``, computed stably."""
         xp = _xp()
@@ -469,7 +576,7 @@ class Tensor:
         def backward(g: Array) -> tuple[Array]:
             return (g - xp.exp(out) * xp.sum(g, axis=axis, keepdims=True),)
 
-        return Tensor._from_op(out, (self,), backward)
+        return Tensor.from_op(out, (self,), backward)
 
 
 def _complete_index(index: Any, ndim: int) -> Any:
@@ -491,7 +598,7 @@ def _lift(value: Any, like: Tensor) -> Tensor:
         return value
     if isinstance(value, bool | int | float):
         xp = _xp()
-        return Tensor._wrap(xp.asarray(value, dtype=like.dtype, device=like.data.device))
+        return Tensor.wrap(xp.asarray(value, dtype=like.dtype, device=like.data.device))
     return Tensor(value)
 
 
@@ -535,7 +642,7 @@ def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
             start += n
         return grads
 
-    return Tensor._from_op(xp.concat([t.data for t in parts], axis=axis), parts, backward)
+    return Tensor.from_op(xp.concat([t.data for t in parts], axis=axis), parts, backward)
 
 
 def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
@@ -546,7 +653,7 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     def backward(g: Array) -> list[Array]:
         return [_select(g, axis, i) for i in range(len(parts))]
 
-    return Tensor._from_op(xp.stack([t.data for t in parts], axis=axis), parts, backward)
+    return Tensor.from_op(xp.stack([t.data for t in parts], axis=axis), parts, backward)
 
 
 def _select(g: Array, axis: int, i: int) -> Array:

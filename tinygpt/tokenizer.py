@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import operator
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tinygpt.errors import TokenizerError
+from tinygpt.files import write_json_atomic
 
 FORMAT = "tinygpt-char-tokenizer"
 VERSION = 1
@@ -188,20 +188,7 @@ class CharTokenizer:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the tokenizer as JSON, atomically so a crash never leaves half a file."""
-        path = Path(path)
-        # ensure_ascii escapes every non-ASCII character, so any str round-trips.
-        text = json.dumps(self.to_dict(), ensure_ascii=True, indent=1)
-        # The temp file sits in the same directory so os.replace is an atomic rename.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic(path, self.to_dict())  # ASCII JSON: any character round-trips
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CharTokenizer:

@@ -23,6 +23,7 @@ from tinygpt.backend.selection import (
     current,
     default_float,
     set_default_float,
+    tune_allocator,
     use,
     using,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "scatter_add_rows_portable",
     "set_default_float",
     "to_numpy",
+    "tune_allocator",
     "use",
     "using",
 ]

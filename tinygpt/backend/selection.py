@@ -48,30 +48,38 @@ class Backend:
 class _State:
     backend: Backend | None = None
     float_name: str = "float32"
+    allocator_tuned: bool = False
 
 
 _state = _State()
 
 
-def _tune_malloc() -> None:
-    """Stop glibc from returning large blocks to the OS after every step.
+def tune_allocator() -> bool:
+    """Make glibc keep freed memory for reuse instead of returning it to the OS; True if applied.
 
-    NumPy allocates fresh activations each training step; with glibc defaults
-    each large one is an mmap that page-faults on first touch. Raising the
-    mmap and trim thresholds lets freed blocks be reused (about 25% of step
-    time on small models). Harmless where the C library is not glibc.
+    NumPy allocates fresh activations every training step; with glibc's
+    defaults each large one is an mmap that page-faults on first touch.
+    Raising the mmap and trim thresholds lets freed blocks be reused (about
+    25% of step time on small models). This changes the allocator of the
+    whole process, so tinygpt never does it on import: the ``Trainer`` and the
+    command line call it. ``TINYGPT_MALLOC_TUNING=0`` turns it off; it is a
+    no-op where the C library is not glibc.
     """
+    if _state.allocator_tuned or os.environ.get("TINYGPT_MALLOC_TUNING", "1") == "0":
+        return _state.allocator_tuned
     name = ctypes.util.find_library("c")
     if not name:
-        return
+        return False
     try:
         libc = ctypes.CDLL(name)
         mallopt = libc.mallopt
     except (OSError, AttributeError):
-        return
+        return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 32 * 1024 * 1024)  # glibc's maximum on 64-bit
     mallopt(m_trim_threshold, 1024 * 1024 * 1024)
+    _state.allocator_tuned = True
+    return True
 
 
 def _load(name: str, device: str | None) -> Backend:
@@ -83,8 +91,6 @@ def _load(name: str, device: str | None) -> Backend:
                 f"the numpy backend runs on the CPU only, got device {device!r}; "
                 "unset TINYGPT_DEVICE or use TINYGPT_BACKEND=cupy for a GPU"
             )
-        if os.environ.get("TINYGPT_MALLOC_TUNING", "1") != "0":
-            _tune_malloc()
         return Backend("numpy", xp, "cpu")
     if name == "array_api_strict":
         try:

@@ -27,12 +27,12 @@ class SelfAttention(Module):
     """Single-head attention, written with primitives: x (B, T, C) -> (B, T, C)."""
 
     def __init__(
-        self, d_model: int, causal: bool = True, dropout: float = 0.0, rng: Generator | None = None
+        self, n_embd: int, causal: bool = True, dropout: float = 0.0, rng: Generator | None = None
     ) -> None:
-        self.query = Dense(d_model, d_model, rng=rng)
-        self.key = Dense(d_model, d_model, rng=rng)
-        self.value = Dense(d_model, d_model, rng=rng)
-        self.proj = Dense(d_model, d_model, rng=rng)
+        self.query = Dense(n_embd, n_embd, rng=rng)
+        self.key = Dense(n_embd, n_embd, rng=rng)
+        self.value = Dense(n_embd, n_embd, rng=rng)
+        self.proj = Dense(n_embd, n_embd, rng=rng)
         self.attn_dropout = Dropout(dropout, rng)
         self.causal = causal
 
@@ -40,7 +40,7 @@ class SelfAttention(Module):
         q, k, v = self.query(x), self.key(x), self.value(x)  # (B, T, C) each
         scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, T, T)
         if self.causal:
-            scores = scores + Tensor._wrap(F.causal_mask(x.shape[-2]))  # -inf above the diagonal
+            scores = scores + Tensor.wrap(F.causal_mask(x.shape[-2]))  # -inf above the diagonal
         weights = self.attn_dropout(scores.softmax(axis=-1))  # each row sums to 1
         return self.proj(weights @ v)  # (B, T, C)
 
@@ -50,16 +50,23 @@ class KVCache:
 
     Generating token t then costs O(t) (one query against t cached keys)
     instead of recomputing attention for the whole context, O(t^2).
-    Preallocated to ``capacity`` positions: (B, H, capacity, D).
+    Preallocated to ``capacity`` positions: (B, H, capacity, D). With
+    ``keep_weights`` the cache also keeps the attention weights of the last
+    call, ``weights`` (B, H, t, length): a model run over a prompt with fresh
+    caches then shows what every head looked at.
     """
 
-    def __init__(self, batch: int, n_head: int, capacity: int, head_dim: int) -> None:
+    def __init__(
+        self, batch: int, n_head: int, capacity: int, head_dim: int, keep_weights: bool = False
+    ) -> None:
         b = backend.current()
         shape = (batch, n_head, capacity, head_dim)
         self.keys = b.xp.zeros(shape, dtype=b.float_dtype, device=b.device)
         self.values = b.xp.zeros(shape, dtype=b.float_dtype, device=b.device)
         self.length = 0
         self.capacity = capacity
+        self.keep_weights = keep_weights
+        self.weights: Array | None = None
 
     def append(self, k: Array, v: Array) -> tuple[Array, Array]:
         """Store new (B, H, t, D) keys/values; return all of them so far (B, H, length, D)."""
@@ -77,28 +84,28 @@ class MultiHeadAttention(Module):
 
     def __init__(
         self,
-        d_model: int,
-        n_heads: int,
+        n_embd: int,
+        n_head: int,
         dropout: float = 0.0,
         causal: bool = True,
         rng: Generator | None = None,
     ) -> None:
-        if d_model % n_heads:
-            raise ConfigError(f"n_embd={d_model} must be divisible by n_head={n_heads}")
-        self.n_heads = n_heads
+        if n_embd % n_head:
+            raise ConfigError(f"n_embd={n_embd} must be divisible by n_head={n_head}")
+        self.n_head = n_head
         self.dropout = dropout
         self.causal = causal
         self.rng = rng
-        self.qkv = Dense(d_model, 3 * d_model, rng=rng)  # q, k, v side by side
-        self.proj = Dense(d_model, d_model, rng=rng)
+        self.qkv = Dense(n_embd, 3 * n_embd, rng=rng)  # q, k, v side by side
+        self.proj = Dense(n_embd, n_embd, rng=rng)
         self.resid_dropout = Dropout(dropout, rng)
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
         if cache is not None:
-            return self.proj(Tensor._wrap(self._attend_cached(self.qkv(x).data, cache)))
+            return self.proj(Tensor.wrap(self._attend_cached(self.qkv(x).data, cache)))
         y = F.causal_self_attention(
             self.qkv(x),
-            self.n_heads,
+            self.n_head,
             dropout_p=self.dropout,
             rng=self.rng or default_generator(),
             training=self.training,
@@ -111,15 +118,13 @@ class MultiHeadAttention(Module):
         if not self.causal:
             raise ShapeError("a KV cache only makes sense for causal attention")
         xp = backend.current().xp
-        bsz, t, c3 = qkv.shape
-        c = c3 // 3
-        d = c // self.n_heads
-        heads = xp.permute_dims(xp.reshape(qkv, (bsz, t, 3, self.n_heads, d)), (2, 0, 3, 1, 4))
-        keys, values = cache.append(heads[1, ...], heads[2, ...])  # (B, H, L, D)
-        offset = cache.length - t
-        probs = F.attention_weights(heads[0, ...], keys, F.causal_mask(t, cache.length, offset))
-        y = xp.matmul(probs, values)  # (B, H, t, D)
-        return xp.reshape(xp.permute_dims(y, (0, 2, 1, 3)), (bsz, t, c))
+        q, k, v = F.split_heads(qkv, self.n_head, parts=3)  # (B, H, t, D) each
+        keys, values = cache.append(k, v)  # (B, H, L, D)
+        t = q.shape[2]
+        probs = F.attention_weights(q, keys, F.causal_mask(t, cache.length, cache.length - t))  # (B, H, t, L)
+        if cache.keep_weights:
+            cache.weights = probs
+        return F.merge_heads(xp.matmul(probs, values))  # (B, H, t, D) -> (B, t, C)
 
     def __repr__(self) -> str:
-        return f"MultiHeadAttention({self.proj.in_features}, heads={self.n_heads}, dropout={self.dropout})"
+        return f"MultiHeadAttention({self.proj.in_features}, heads={self.n_head}, dropout={self.dropout})"

@@ -71,7 +71,7 @@ class PositionalEncoding(Module):
             return self.weight
         if self._table is None or self._table.dtype != backend.current().float_dtype:
             self._table = sinusoidal_table(self.block_size, self.dim)
-        return Tensor._wrap(self._table)
+        return Tensor.wrap(self._table)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
         t = x.shape[-2]

@@ -18,10 +18,10 @@ from tinygpt.tensor import Tensor
 class MLP(Module):
     """Position-wise feed-forward: C -> 4C -> GELU -> C. x (B, T, C) -> (B, T, C)."""
 
-    def __init__(self, d_model: int, dropout: float = 0.0, rng: Generator | None = None) -> None:
-        self.fc = Dense(d_model, 4 * d_model, rng=rng)
+    def __init__(self, n_embd: int, dropout: float = 0.0, rng: Generator | None = None) -> None:
+        self.fc = Dense(n_embd, 4 * n_embd, rng=rng)
         self.act = GELU()
-        self.proj = Dense(4 * d_model, d_model, rng=rng)
+        self.proj = Dense(4 * n_embd, n_embd, rng=rng)
         self.dropout = Dropout(dropout, rng)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -31,13 +31,11 @@ class MLP(Module):
 class TransformerBlock(Module):
     """One pre-norm block: x (B, T, C) -> (B, T, C)."""
 
-    def __init__(
-        self, d_model: int, n_heads: int, dropout: float = 0.0, rng: Generator | None = None
-    ) -> None:
-        self.ln1 = LayerNorm(d_model)
-        self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, rng=rng)
-        self.ln2 = LayerNorm(d_model)
-        self.mlp = MLP(d_model, dropout=dropout, rng=rng)
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, rng: Generator | None = None) -> None:
+        self.ln1 = LayerNorm(n_embd)
+        self.attn = MultiHeadAttention(n_embd, n_head, dropout=dropout, rng=rng)
+        self.ln2 = LayerNorm(n_embd)
+        self.mlp = MLP(n_embd, dropout=dropout, rng=rng)
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
         x = x + self.attn(self.ln1(x), cache=cache)

@@ -8,56 +8,48 @@ final LayerNorm -> logits (B, T, vocab) through the token embedding itself
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass
 from typing import Any
 
+from tinygpt import backend
 from tinygpt import functional as F
 from tinygpt.backend import Generator, default_generator
 from tinygpt.errors import ConfigError, ShapeError
 from tinygpt.layers import Embedding, KVCache, LayerNorm, Module, PositionalEncoding, TransformerBlock
 from tinygpt.layers.embedding import POSITIONAL_KINDS
-from tinygpt.tensor import Array, Tensor
+from tinygpt.settings import POSITIVE_INT, PROBABILITY, check_settings, from_dict, one_of, setting
+from tinygpt.tensor import Array, Tensor, no_grad
 
 
 @dataclass
 class GPTConfig:
     """The shape of a TinyGPT; saved as ``config.json`` in every checkpoint."""
 
-    vocab_size: int
-    block_size: int = 64
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
-    positional: str = "learned"
+    vocab_size: int = setting(MISSING, POSITIVE_INT, "tokens in the vocabulary (set by the tokenizer)")
+    block_size: int = setting(64, POSITIVE_INT, "context length: tokens the model sees at once")
+    n_layer: int = setting(4, POSITIVE_INT, "transformer blocks")
+    n_head: int = setting(4, POSITIVE_INT, "attention heads per block")
+    n_embd: int = setting(128, POSITIVE_INT, "width of the residual stream (divisible by --n-head)")
+    dropout: float = setting(0.0, PROBABILITY, "dropout rate while training")
+    positional: str = setting(
+        "learned", one_of(*POSITIONAL_KINDS), "position vectors: learned (GPT-2) or fixed sinusoids"
+    )
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(
-                    f"{name} (--{name.replace('_', '-')}) must be a positive integer, got {value!r}"
-                )
+        check_settings(self)
         if self.n_embd % self.n_head:
             raise ConfigError(
                 f"n_embd={self.n_embd} must be divisible by n_head={self.n_head} "
                 "(--n-embd / --n-head): each head gets n_embd // n_head dimensions"
             )
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ConfigError(f"dropout (--dropout) must be in [0, 1), got {self.dropout!r}")
-        if self.positional not in POSITIONAL_KINDS:
-            raise ConfigError(f"positional must be one of {POSITIONAL_KINDS}, got {self.positional!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown config keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
+    def from_dict(cls, data: Any, source: str = "model config") -> GPTConfig:
+        """From ``to_dict`` output; unknown or missing keys are refused by name."""
+        return from_dict(cls, data, source)
 
     def num_parameters(self) -> int:
         """Parameter count (tied head counted once)."""
@@ -113,7 +105,8 @@ class TinyGPT(Module):
             elif name.endswith("proj.weight"):
                 p.data = rng.normal(p.shape, residual_std)
             elif name.startswith("blocks.") and name.endswith("bias") and ".ln" not in name:
-                p.data = p.data * 0.0
+                b = backend.current()
+                p.data = b.xp.zeros(p.shape, dtype=p.dtype, device=b.device)
 
     def forward(self, ids: Tensor | Array, caches: list[KVCache] | None = None) -> Tensor:
         data = ids.data if isinstance(ids, Tensor) else ids
@@ -131,10 +124,29 @@ class TinyGPT(Module):
         x = self.ln_f(x)
         return F.linear(x, self.wte.weight.T)  # (B, T, vocab): tied head
 
-    def new_caches(self, batch: int) -> list[KVCache]:
-        """Empty KV caches (one per block) for generating up to block_size positions."""
+    def new_caches(self, batch: int, keep_weights: bool = False) -> list[KVCache]:
+        """Empty KV caches (one per block) for up to block_size positions; see ``KVCache``."""
         c = self.config
-        return [KVCache(batch, c.n_head, c.block_size, c.n_embd // c.n_head) for _ in range(c.n_layer)]
+        return [
+            KVCache(batch, c.n_head, c.block_size, c.n_embd // c.n_head, keep_weights)
+            for _ in range(c.n_layer)
+        ]
+
+    def attention_maps(self, ids: Tensor | Array) -> list[Array]:
+        """What every head looks at: for ids (B, T), one (B, H, T, T) array per block, rows summing to 1.
+
+        Runs the model once with fresh KV caches, which keep each layer's attention weights.
+        """
+        data = ids.data if isinstance(ids, Tensor) else ids
+        caches = self.new_caches(data.shape[0], keep_weights=True)
+        was_training = self.training
+        self.eval()
+        try:
+            with no_grad():
+                self(data, caches)
+        finally:
+            self.train(was_training)
+        return [cache.weights for cache in caches if cache.weights is not None]
 
     def decay_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """AdamW parameter groups: decay 2-D weights (matmuls, embeddings), not biases or norms."""
@@ -162,9 +174,3 @@ class TinyGPT(Module):
             f"training memory at batch {batch_size}: about {c.memory_bytes(batch_size) / 2**20:,.0f} MiB"
         )
         return "\n".join(lines)
-
-    def generate(self, ids: Any, max_new_tokens: int, **options: Any) -> list[list[int]]:
-        """Prompt rows (B, T) plus ``max_new_tokens`` sampled ids each; see ``tinygpt.generation``."""
-        from tinygpt.generation import generate  # generation sits above models
-
-        return generate(self, ids, max_new_tokens, **options)

@@ -22,8 +22,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tinygpt.checkpoint import POINTERS, save_checkpoint, write_json_atomic
+from tinygpt.checkpoint import POINTERS, resolve_checkpoint, save_checkpoint
 from tinygpt.errors import CheckpointError, ConfigError
+from tinygpt.files import write_json_atomic
 
 RUN_FILE = "run.json"
 RUN_FORMAT = "tinygpt-run"
@@ -86,8 +87,6 @@ class RunDirectory:
 
     def resume(self) -> Path:
         """Reopen a run for ``--resume``; returns its latest checkpoint directory."""
-        from tinygpt.checkpoint import resolve_checkpoint
-
         if not self.holds_run():
             raise ConfigError(
                 f"--resume: {self.path} holds no run to continue (no latest.json); drop --resume to start one"

@@ -8,7 +8,8 @@ import pytest
 
 from tests.lm_helpers import PYTHON, subprocess_env
 from tinygpt import backend
-from tinygpt.cli import _min_text_length, main
+from tinygpt.cli import main
+from tinygpt.data import min_text_length
 
 TEXT = "First Citizen: Before we proceed any further, hear me speak.\n" * 6  # 366 characters
 TINY = [
@@ -138,7 +139,7 @@ def test_python_dash_m_tinygpt_trains_and_samples(tmp_path, corpus):
 def test_minimum_text_length_is_exact():
     for block in (1, 8, 13, 64):
         for fraction in (0.05, 0.1, 0.25, 0.5, 0.9):
-            n = _min_text_length(block, fraction)
+            n = min_text_length(block, fraction)
             val = int(n * fraction)
             assert val >= block + 1 and n - val >= block + 1
             val = int((n - 1) * fraction)
@@ -146,7 +147,7 @@ def test_minimum_text_length_is_exact():
 
 
 def test_text_of_exactly_the_stated_minimum_trains(capsys, tmp_path):
-    minimum = _min_text_length(8, 0.1)
+    minimum = min_text_length(8, 0.1)
     path = tmp_path / "t.txt"
     path.write_text(("abcdefghij" * 20)[:minimum])
     code, _, err = run_cli(capsys, "train", "--text", path, "--out", tmp_path / "r", *TINY)
@@ -227,7 +228,7 @@ def test_empty_text_file(capsys, tmp_path):
 
 def test_text_shorter_than_a_block_states_the_minimum(capsys, tmp_path):
     code, _, err = _train_on(capsys, tmp_path, b"abcdef")
-    assert_one_line_error(code, err, "6 characters", f"at least {_min_text_length(8, 0.1)}", "block_size=8")
+    assert_one_line_error(code, err, "6 characters", f"at least {min_text_length(8, 0.1)}", "block_size=8")
 
 
 def test_invalid_utf8_gives_the_byte_offset(capsys, tmp_path):

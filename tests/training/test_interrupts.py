@@ -1,4 +1,4 @@
-"""Real training processes killed at random moments (SIGKILL) or stopped with Ctrl-C (SIGINT).
+"""Real training processes killed at random moments (SIGKILL) or stopped with Ctrl-C or SIGTERM.
 
 Whatever the moment, the run directory must stay loadable and ``--resume`` must
 finish the run with the same metrics an uninterrupted run writes.
@@ -93,8 +93,15 @@ def reference(tmp_path_factory, corpus):
     return _metrics(out)
 
 
+def _seed() -> int:
+    """A fresh random seed, printed (pytest shows it on failure); TINYGPT_TEST_SEED replays one."""
+    seed = int(os.environ.get("TINYGPT_TEST_SEED") or int.from_bytes(os.urandom(4), "little"))
+    print(f"random seed {seed} (replay with TINYGPT_TEST_SEED={seed})")
+    return seed
+
+
 def test_sigkill_at_random_moments_then_resume_finishes_the_run(tmp_path, corpus, reference):
-    rng = random.Random(int.from_bytes(os.urandom(4), "little"))
+    rng = random.Random(_seed())
     out = tmp_path / "run"
     kills = []
     for attempt in range(4):
@@ -137,14 +144,21 @@ def test_sigkill_at_random_moments_then_resume_finishes_the_run(tmp_path, corpus
     assert set(leftovers) == pointed  # no temporary or orphaned checkpoint directories
 
 
-def test_ctrl_c_saves_exits_130_and_resume_continues_from_that_step(tmp_path, corpus, reference):
+@pytest.mark.parametrize(
+    ("signum", "exit_code"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143)],  # Ctrl-C; docker stop, Slurm, systemd, mpiexec
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_stop_signal_saves_exits_and_resume_continues_from_that_step(
+    tmp_path, corpus, reference, signum, exit_code
+):
     out = tmp_path / "run"
     proc = _start(corpus, out)
     assert _wait_for_iter(proc, out, EVAL_INTERVAL * 3)
-    time.sleep(random.uniform(0.0, 0.02))
-    proc.send_signal(signal.SIGINT)
+    time.sleep(random.Random(_seed()).uniform(0.0, 0.02))
+    proc.send_signal(signum)
     code, _, stderr = _finish(proc)
-    assert code == 130, stderr
+    assert code == exit_code, stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
     assert "--resume" in lines[0]

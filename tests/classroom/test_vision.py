@@ -7,8 +7,8 @@ import json
 import pytest
 
 from tinygpt import backend
+from tinygpt.classroom.vision import digits_classifier, load_digits, shuffled_indices, train_digits
 from tinygpt.layers import Dense, ReLU, Sequential
-from tinygpt.vision import digits_classifier, load_digits, shuffled_indices, train_digits
 
 pytest.importorskip("sklearn")
 

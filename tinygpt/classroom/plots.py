@@ -4,13 +4,11 @@ Figures are drawn with matplotlib's object API on the Agg canvas (no window,
 no global pyplot state), at a fixed size in pixels so they are reproducible:
 ``pip install 'tinygpt[plot]'``.
 
-The attention picture is computed here from the model's public parts, the
-same steps ``TinyGPT.forward`` takes: embed, add positions, run the blocks
-before layer L, then normalise (``ln1``), project to q, k, v (``attn.qkv``)
-and take softmax(q k^T / sqrt(d) + causal mask) with
-``tinygpt.functional.attention_weights``. Row i of a head's map is how much
-position i reads from each earlier position; everything above the diagonal
-is the future the causal mask hides.
+The attention picture shows ``TinyGPT.attention_maps``: the weights
+softmax(q k^T / sqrt(d) + causal mask) each head of a layer computed while the
+model read the prompt. Row i of a head's map is how much position i reads
+from each earlier position; everything above the diagonal is the future the
+causal mask hides.
 """
 
 from __future__ import annotations
@@ -22,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from tinygpt import backend
-from tinygpt import functional as F
 from tinygpt.errors import CheckpointError, ConfigError, ShapeError
 from tinygpt.extras import require
 from tinygpt.models.gpt import TinyGPT
-from tinygpt.tensor import Array, no_grad
+from tinygpt.tensor import Array
 from tinygpt.tokenizer import CharTokenizer
 
 DPI = 100
@@ -112,24 +109,8 @@ def attention_maps(model: TinyGPT, ids: list[int], layer: int) -> Array:
             f"the prompt has {len(ids)} characters but the model sees at most block_size="
             f"{config.block_size}; shorten it (--prompt)"
         )
-    xp = backend.current().xp
     tokens = backend.asarray([ids], dtype=backend.current().int_dtype)  # (1, T)
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            x = model.wpe(model.wte(tokens))  # (1, T, C)
-            for block in model.blocks[:layer]:
-                x = block(x)
-            block = model.blocks[layer]
-            qkv = block.attn.qkv(block.ln1(x)).data  # (1, T, 3C)
-    finally:
-        model.train(was_training)
-    t, h = len(ids), config.n_head
-    d = config.n_embd // h
-    heads = xp.permute_dims(xp.reshape(qkv, (1, t, 3, h, d)), (2, 0, 3, 1, 4))  # (3, 1, H, T, D)
-    probs = F.attention_weights(heads[0, ...], heads[1, ...], F.causal_mask(t))  # (1, H, T, T)
-    return probs[0, ...]
+    return model.attention_maps(tokens)[layer][0, ...]
 
 
 def _tick_label(char: str) -> str:

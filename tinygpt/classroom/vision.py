@@ -26,7 +26,7 @@ from tinygpt.layers import GELU, Dense, Module, ReLU, Sequential
 from tinygpt.losses import CrossEntropyLoss
 from tinygpt.optim import AdamW
 from tinygpt.tensor import Array, Tensor, no_grad
-from tinygpt.trainer import Trainer
+from tinygpt.training.trainer import Trainer
 
 IMAGE_PIXELS = 64  # 8 x 8
 NUM_CLASSES = 10
@@ -106,9 +106,11 @@ def accuracy(model: Module, x: Array, y: Array) -> float:
     xp = backend.current().xp
     was_training = model.training
     model.eval()
-    with no_grad():
-        predicted = xp.argmax(model(Tensor(x)).data, axis=-1)  # (N,)
-    model.train(was_training)
+    try:
+        with no_grad():
+            predicted = xp.argmax(model(Tensor(x)).data, axis=-1)  # (N,)
+    finally:
+        model.train(was_training)
     hits = xp.sum(xp.astype(predicted == y, backend.current().float_dtype))
     return Tensor(hits).item() / x.shape[0]
 

@@ -10,9 +10,9 @@ import pytest
 from tinygpt import backend
 from tinygpt import functional as F
 from tinygpt.checkpoint import save_checkpoint
+from tinygpt.classroom.plots import attention_figure_size, attention_maps, plot_attention, plot_loss_curves
 from tinygpt.errors import CheckpointError, ConfigError
 from tinygpt.models import GPTConfig, TinyGPT
-from tinygpt.plots import attention_figure_size, attention_maps, plot_attention, plot_loss_curves
 from tinygpt.tensor import no_grad
 from tinygpt.tokenizer import CharTokenizer
 

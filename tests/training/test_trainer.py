@@ -9,13 +9,13 @@ import pytest
 from tests.lm_helpers import PATTERN_TEXT, tiny_model, token_splits
 from tinygpt import backend
 from tinygpt.checkpoint import load_checkpoint, resolve_checkpoint
-from tinygpt.errors import ConfigError, NumericalError
+from tinygpt.errors import ConfigError, CorpusError, NumericalError
 from tinygpt.layers import Dense
 from tinygpt.losses import MSELoss
 from tinygpt.optim import SGD
 from tinygpt.tensor import Tensor
 from tinygpt.tokenizer import CharTokenizer
-from tinygpt.trainer import LanguageModelTrainer, TrainConfig, Trainer, TrainingInterrupted
+from tinygpt.training import LanguageModelTrainer, TrainConfig, Trainer, TrainingInterrupted, evaluate_ids
 
 
 def _config(**overrides):
@@ -66,7 +66,7 @@ def test_tiny_model_memorizes_a_repeated_text(xp_backend):
     trainer = _trainer(n_embd=32, max_iters=200, eval_interval=200, eval_iters=4)
     summary = trainer.train()
     assert summary["train_loss"] < 0.1
-    assert trainer.evaluate_split(trainer.train_ids) < 0.1
+    assert evaluate_ids(trainer.model, trainer.train_ids) < 0.1
     assert trainer.step == 200
 
 
@@ -122,7 +122,7 @@ def test_resume_repeats_the_uninterrupted_losses_exactly(tmp_path, stop_at):
     def stop(event):  # what a Ctrl-C after step ``stop_at`` does
         record_first(event)
         if event["event"] == "step" and event["step"] == stop_at:
-            box["trainer"]._stop_requested = True
+            box["trainer"].request_stop()
 
     box["trainer"] = _trainer(out_dir=tmp_path / "split", callbacks=[stop], **options)
     with pytest.raises(TrainingInterrupted, match=f"step {stop_at}.*--resume"):
@@ -251,8 +251,8 @@ def test_non_ascii_text_trains_and_round_trips(tmp_path):
     assert {"é", "日", "🙂", "—"} <= set(ckpt.tokenizer.chars)
 
 
-def test_too_short_text_is_refused_with_the_minimum_size():
-    with pytest.raises(ConfigError, match=r"validation split has \d+ tokens.*at least \d+ characters"):
+def test_too_short_text_is_refused_naming_the_split_and_block_size():
+    with pytest.raises(CorpusError, match=r"validation split has \d+ tokens, fewer than block_size=8"):
         _trainer(text="abcdefghij" * 3, block_size=8)
 
 
@@ -281,8 +281,7 @@ def test_resume_after_a_kill_between_checkpoint_renames(tmp_path):
     # save_checkpoint moves the old directory aside, then the new one in; a kill between the
     # two leaves latest.json naming a missing directory. Resume must find the moved one.
     first = _trainer(out_dir=tmp_path, max_iters=40, eval_interval=20)
-    first._stop_requested = False
-    first.callbacks.append(lambda e: setattr(first, "_stop_requested", e.get("step") == 20))
+    first.callbacks.append(lambda e: first.request_stop() if e.get("step") == 20 else None)
     with pytest.raises(TrainingInterrupted):
         first.train()
     latest = resolve_checkpoint(tmp_path, "latest")

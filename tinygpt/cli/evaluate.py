@@ -1,0 +1,46 @@
+"""``tinygpt eval``: the exact mean loss over a whole validation split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from tinygpt.cli.args import add_checkpoint_flags, add_data_flags, load, load_text, positive_int
+from tinygpt.data import split_for_training
+from tinygpt.training import evaluate_ids
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("eval", help="mean loss over a whole validation split")
+    add_checkpoint_flags(p)
+    add_data_flags(p, None)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    ckpt = load(args)
+    recorded = ckpt.trainer_state.get("data", {})
+    if args.text is None and args.corpus is None:  # the text the run trained on
+        args.corpus = recorded.get("corpus", "shakespeare")
+        args.text = recorded.get("text")
+        if args.text:
+            args.corpus = None
+    text, _ = load_text(args)
+    block = ckpt.model.config.block_size
+    _, val_ids = split_for_training(text, ckpt.tokenizer, args.val_fraction, block)
+    start = time.perf_counter()
+    loss = evaluate_ids(ckpt.model, val_ids, args.batch_size, show_progress=None)
+    windows = val_ids.shape[0] // block
+    result = {
+        "val_loss": loss,
+        "windows": windows,
+        "tokens": windows * block,
+        "checkpoint": str(ckpt.path),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    print(json.dumps(result) if args.json else f"val loss {loss:.4f} over {windows} windows ({ckpt.path})")
+    return 0

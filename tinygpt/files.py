@@ -1,0 +1,70 @@
+"""Writing files so that a crash or ``kill -9`` never leaves half of one.
+
+Every file tinygpt writes for later (checkpoint pointers, tokenizers, the
+corpus cache) goes through here: the bytes go to a temporary file in the same
+directory, are fsync'ed, and one ``os.replace`` swaps them in. A reader sees
+the old file or the new one, never a mixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def umask() -> int:
+    """The process's file-creation mask (read without changing it for good)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def fsync_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` and flush it to the disk before returning."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside directory ``path`` durable (best effort: not every OS allows it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically; the file gets the usual permissions (umask)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it private; these files need not be
+        fsync_write(Path(tmp), data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def json_bytes(data: Any) -> bytes:
+    """``data`` as stable, ASCII-only JSON text (sorted keys, one trailing newline)."""
+    return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    """Replace ``path`` with JSON ``data`` so readers see the old file or the new one, never half."""
+    write_bytes_atomic(path, json_bytes(data))

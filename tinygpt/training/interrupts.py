@@ -1,0 +1,67 @@
+"""Stopping cleanly: Ctrl-C and SIGTERM save a checkpoint instead of losing the work.
+
+Terminals send SIGINT on Ctrl-C; ``docker stop``, Slurm (preemption, time
+limits), systemd and MPI launchers send SIGTERM. Both only *ask* training to
+stop: the current step finishes, a checkpoint is written, and
+``TrainingInterrupted`` says how to resume. A second Ctrl-C stops at once.
+"""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType, TracebackType
+from typing import Any
+
+from tinygpt.errors import TinyGPTError
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells report
+
+
+class TrainingInterrupted(TinyGPTError):
+    """Training stopped on a signal after saving a checkpoint; ``exit_code`` is 130 or 143."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class StopSignals:
+    """While active, SIGINT and SIGTERM set ``requested`` instead of killing the process.
+
+    Handlers are installed only where the process still has Python's defaults
+    (a host application's own handlers are left alone) and only in the main thread.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.requested: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.requested or signal.SIGINT, 130)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        self.requested = signal.Signals(signum)
+
+    def __enter__(self) -> StopSignals:
+        if not self.enabled:
+            return self
+        defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+        for signum, default in defaults.items():
+            if signal.getsignal(signum) is not default:
+                continue
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread
+                break
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()

@@ -1,0 +1,236 @@
+"""Training a language model: the loop, read top to bottom in ``LanguageModelTrainer.train``.
+
+    every step:                 batch of windows -> forward -> loss -> backward -> clip -> AdamW
+    every eval_interval steps:  estimate train/val loss -> log metrics.jsonl -> checkpoint (latest, best)
+    on Ctrl-C or SIGTERM:       finish the step, checkpoint, stop (resume continues exactly)
+
+Batches are random windows (B, T) of consecutive tokens; ``LanguageModelLoss``
+does the next-token shift. Loss estimates use ``eval_iters`` random windows
+drawn from a generator keyed on the step, so changing evaluation settings never
+changes the training batches. Where the files go is ``RunDirectory``'s business.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tinygpt import backend
+from tinygpt.checkpoint import load_checkpoint
+from tinygpt.data import require_window, sample_windows
+from tinygpt.errors import CheckpointError, ConfigError
+from tinygpt.losses import LanguageModelLoss
+from tinygpt.models.gpt import TinyGPT
+from tinygpt.optim import AdamW, warmup_cosine_lr
+from tinygpt.progress import Progress
+from tinygpt.tensor import Tensor
+from tinygpt.tokenizer import CharTokenizer
+from tinygpt.training.config import TrainConfig
+from tinygpt.training.interrupts import StopSignals, TrainingInterrupted
+from tinygpt.training.run_directory import RunDirectory
+from tinygpt.training.trainer import Batch, Callback, Trainer
+
+
+def print_line(message: str) -> None:
+    """Print one log line now (not when a pipe's buffer fills)."""
+    print(message, flush=True)
+
+
+class LanguageModelTrainer(Trainer):
+    """Trains a TinyGPT on token ids (N,), writing metrics and checkpoints into ``out_dir``."""
+
+    def __init__(
+        self,
+        model: TinyGPT,
+        tokenizer: CharTokenizer,
+        train_ids: Any,
+        val_ids: Any,
+        config: TrainConfig,
+        out_dir: str | os.PathLike[str] | None = None,
+        callbacks: Iterable[Callback] = (),
+        log: Callable[[str], None] | None = print_line,
+        show_progress: bool | None = None,
+        data_info: dict[str, Any] | None = None,
+    ) -> None:
+        require_window(train_ids, model.config.block_size, "the training split")
+        require_window(val_ids, model.config.block_size, "the validation split")
+        optimizer = AdamW(
+            model.decay_groups(config.weight_decay), lr=config.lr, betas=(config.beta1, config.beta2)
+        )
+        super().__init__(
+            model,
+            LanguageModelLoss(),
+            optimizer,
+            grad_clip=config.grad_clip,
+            lr_schedule=warmup_cosine_lr(config.lr, config.min_lr, config.warmup_iters, config.max_iters),
+            on_nonfinite=config.on_nonfinite,
+            callbacks=callbacks,
+            # Guessing uniformly costs ln(V) per token; 100 times that means training has diverged.
+            max_loss=100 * math.log(max(2, model.config.vocab_size)),
+        )
+        self.model: TinyGPT = model
+        self.tokenizer = tokenizer
+        self.train_ids = train_ids
+        self.val_ids = val_ids
+        self.config = config
+        self.run = RunDirectory(out_dir) if out_dir is not None else None
+        self.log = log
+        self.show_progress = show_progress
+        self.data_info = data_info or {}
+        self.data_rng = backend.Generator(config.seed)
+        self.best_val_loss = math.inf
+        self.signals = StopSignals(enabled=out_dir is not None)  # Ctrl-C and SIGTERM save, then stop
+        self._run_open = False  # start() or resume() claims the run directory once
+        self._step_seconds: list[float] = []
+        self._started = time.perf_counter()
+
+    @property
+    def out_dir(self) -> Path | None:
+        return None if self.run is None else self.run.path
+
+    # The loop ----------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        """Run until ``max_iters``; returns the last metrics. A stop signal saves and raises TrainingInterrupted."""
+        cfg = self.config
+        self._open_run()
+        self._started = time.perf_counter()
+        metrics: dict[str, Any] = {}
+        bar = Progress(total=cfg.max_iters, initial=self.step, enabled=self.show_progress, desc="train")
+        with self.signals, bar as progress:
+            while True:
+                if self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters:
+                    metrics = self.evaluate_and_checkpoint()  # estimate losses, log, save
+                    progress.write(self.describe(metrics), self.log)
+                if self.step >= cfg.max_iters:
+                    break
+                if self.signals.requested:
+                    raise self.stop(self.signals.exit_code)
+                started = time.perf_counter()
+                record = self.train_step(self.next_batches())  # forward, backward, clip, AdamW
+                self._step_seconds.append(time.perf_counter() - started)
+                progress.update(loss=record["loss"])
+        return {**metrics, "best_val_loss": self.best_val_loss, "skipped_steps": self.skipped_steps}
+
+    def next_batches(self) -> list[Batch]:
+        """``grad_accum`` batches of ``batch_size`` random windows: each (B, T) token ids."""
+        t, b = self.model.config.block_size, self.config.batch_size
+        return [sample_windows(self.train_ids, t, b, self.data_rng) for _ in range(self.config.grad_accum)]
+
+    def compute_loss(self, batch: Batch) -> Tensor:
+        return self.loss_fn(self.model(batch), batch)  # type: ignore[no-any-return]
+
+    # Evaluation and checkpoints -------------------------------------------------------
+    def estimate_loss(self, ids: Any, salt: int) -> float:
+        """Mean loss on ``eval_iters`` random windows (a generator of its own, keyed on step and split)."""
+        rng = backend.Generator([self.config.seed, self.step, salt])
+        t, b = self.model.config.block_size, self.config.batch_size
+        return self.evaluate(sample_windows(ids, t, b, rng) for _ in range(self.config.eval_iters))
+
+    def evaluate_and_checkpoint(self) -> dict[str, Any]:
+        """Estimate both losses; with a run directory, save the latest (and best) checkpoint and log."""
+        metrics = {
+            "iter": self.step,
+            "train_loss": self.estimate_loss(self.train_ids, 0),
+            "val_loss": self.estimate_loss(self.val_ids, 1),
+            "lr": self.lr_schedule(min(self.step, self.config.max_iters)) if self.lr_schedule else None,
+            "elapsed_s": round(time.perf_counter() - self._started, 3),
+            "ms_per_iter": round(1000 * statistics.median(self._step_seconds), 3)
+            if self._step_seconds
+            else None,
+        }
+        self._step_seconds = []
+        improved = metrics["val_loss"] < self.best_val_loss
+        if improved:
+            self.best_val_loss = metrics["val_loss"]
+        if self.run is not None:
+            path = self.save()
+            if improved:
+                self.run.publish("best", path)
+            self.run.log(metrics)
+        self.emit({"event": "eval", **metrics})
+        return metrics
+
+    def describe(self, m: dict[str, Any]) -> str:
+        """One log line for an evaluation record."""
+        timing = f", {m['ms_per_iter']:.1f} ms/iter" if m.get("ms_per_iter") else ""
+        return (
+            f"step {m['iter']:>5}/{self.config.max_iters}: train loss {m['train_loss']:.4f}, "
+            f"val loss {m['val_loss']:.4f}, lr {m['lr']:.2e}{timing}"
+        )
+
+    def save(self) -> Path:
+        """Write a full training checkpoint for the current step and make it the run's latest."""
+        if self.run is None:
+            raise ConfigError("this trainer has no out_dir to save checkpoints into")
+        state = {
+            "step": self.step,
+            "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
+            "skipped_steps": self.skipped_steps,
+            "data_rng": self.data_rng.get_state(),
+            "model_rng": backend.default_generator().get_state(),
+            "train_config": asdict(self.config),
+            "data": self.data_info,
+        }
+        return self.run.save(self.step, self.model, self.tokenizer, self.optimizer.state_dict(), state)
+
+    def request_stop(self, signum: signal.Signals = signal.SIGINT) -> None:
+        """Ask the loop to save and stop after the current step, as Ctrl-C (or ``signum``) does."""
+        self.signals.requested = signum
+
+    def stop(self, exit_code: int = 130) -> TrainingInterrupted:
+        """Save now; the exception to raise says how to continue."""
+        path = self.save()
+        return TrainingInterrupted(
+            f"interrupted at step {self.step}; saved {path}. Continue with the same command plus --resume",
+            exit_code,
+        )
+
+    # Resume ------------------------------------------------------------------------------
+    def resume(self) -> None:
+        """Continue the run in ``out_dir`` from its latest checkpoint."""
+        if self.run is None:
+            raise ConfigError("this trainer has no out_dir to resume from")
+        self.restore(self.run.resume())
+        self._run_open = True
+
+    def restore(self, checkpoint_dir: str | os.PathLike[str]) -> None:
+        """Continue exactly where a checkpoint left off: weights, AdamW moments, step, RNG states."""
+        ckpt = load_checkpoint(checkpoint_dir, with_training_state=True)
+        if ckpt.tokenizer != self.tokenizer:
+            raise CheckpointError(
+                f"{ckpt.path} was trained on text with another vocabulary; resume with the same corpus"
+            )
+        if ckpt.model.config != self.model.config:
+            raise CheckpointError(
+                f"{ckpt.path} holds a model of another shape ({ckpt.model.config}); "
+                "resume with the flags the run was started with"
+            )
+        self.model.load_state_dict(ckpt.model.state_dict(), source=str(ckpt.path))
+        assert ckpt.optimizer_state is not None
+        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        state = ckpt.trainer_state
+        self.step = int(state["step"])
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        best = state.get("best_val_loss")
+        self.best_val_loss = math.inf if best is None else float(best)
+        self.data_rng.set_state(state["data_rng"])
+        backend.default_generator().set_state(state["model_rng"])
+
+    def _open_run(self) -> None:
+        """Claim the run directory once (continue it after restore() from its own checkpoint, else start one)."""
+        if self.run is None:
+            return
+        if not self._run_open:
+            if self.step > 0 and self.run.holds_run():
+                self.run.resume()
+            else:
+                self.run.start()
+            self._run_open = True
+        self.run.trim_metrics(self.step)  # records after the checkpoint will be logged again
