@@ -69,16 +69,18 @@ def tests(session: nox.Session, backend: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
-    session.install("ruff==0.17.6")
+    """ruff check, ruff format --check, and mypy over tinygpt/."""
+    session.install("ruff==0.17.6", "mypy==2.4.1")
+    session.install("-e", ".[test,plot]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
     """Train the default small model on Shakespeare on the CPU, then print samples."""
-    session.install("-e", ".[progress]")
+    session.install("-e", ".")
     session.install(*SHAKESPEARE)
     run = Path("runs/demo")
     resume = ["--resume"] if (run / "latest.json").exists() else []

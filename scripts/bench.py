@@ -54,6 +54,7 @@ def worker_tinygpt(name: str) -> dict:
     from tinygpt import backend
 
     n_layer, n_head, n_embd, block, batch, steps = CONFIGS[name]
+    backend.tune_allocator()  # as the Trainer and the CLI do
     backend.manual_seed(0)
     model = tg.TinyGPT(tg.GPTConfig(VOCAB, block, n_layer, n_head, n_embd))
     opt = tg.optim.AdamW(model.decay_groups(0.1), lr=1e-3, betas=(0.9, 0.99))

@@ -275,10 +275,9 @@ def merge_heads(*heads: Array) -> Array:
     """The inverse of ``split_heads``: (B, H, T, D) arrays -> (B, T, len(heads) * H * D)."""
     xp = backend.current().xp
     bsz, h, t, d = heads[0].shape
-    if len(heads) == 1:
-        return xp.reshape(xp.permute_dims(heads[0], (0, 2, 1, 3)), (bsz, t, h * d))
-    stacked = xp.stack(heads, axis=0)  # (n, B, H, T, D)
-    return xp.reshape(xp.permute_dims(stacked, (1, 3, 0, 2, 4)), (bsz, t, len(heads) * h * d))
+    # One copy: stacking the (B, T, H, D) views writes the (B, T, n, H, D) layout directly.
+    stacked = xp.stack([xp.permute_dims(y, (0, 2, 1, 3)) for y in heads], axis=2)
+    return xp.reshape(stacked, (bsz, t, len(heads) * h * d))
 
 
 @op("attention_weights")

@@ -99,7 +99,8 @@ def _observed_backward(name: str, backward: Backward) -> Backward:
     def timed_backward(g: Array) -> Sequence[Array | None]:
         if _Observing.observer is None or _Observing.current is not None:
             return backward(g)
-        return _timed(name, backward, True, (g,), {})  # type: ignore[no-any-return]
+        grads: Sequence[Array | None] = _timed(name, backward, True, (g,), {})
+        return grads
 
     return timed_backward
 
@@ -148,7 +149,7 @@ class Tensor:
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
         if isinstance(data, Tensor):
             data = data.data
-        self.data = backend.asarray(data, dtype=dtype)
+        self.data: Array = backend.asarray(data, dtype=dtype)
         self.requires_grad = bool(requires_grad)
         self.grad_data: Array | None = None  # d(loss)/d(self) as a raw backend array, after backward()
         self._parents: tuple[Tensor, ...] = ()
@@ -459,27 +460,26 @@ class Tensor:
 
     # Shape --------------------------------------------------------------------
     def reshape(self, *shape: int | Sequence[int]) -> Tensor:
-        if len(shape) == 1 and not isinstance(shape[0], int):
-            shape = tuple(shape[0])  # type: ignore[assignment]
+        """The same data in another shape: ``t.reshape(2, -1)`` or ``t.reshape((2, -1))``."""
+        new = _ints(shape)
         xp = _xp()
         original = self.shape
 
         def backward(g: Array) -> tuple[Array]:
             return (xp.reshape(g, original),)
 
-        return Tensor.from_op(xp.reshape(self.data, tuple(shape)), (self,), backward)
+        return Tensor.from_op(xp.reshape(self.data, new), (self,), backward)
 
     def permute(self, *axes: int | Sequence[int]) -> Tensor:
-        if len(axes) == 1 and not isinstance(axes[0], int):
-            axes = tuple(axes[0])  # type: ignore[assignment]
-        axes = tuple(a % self.ndim for a in axes)  # type: ignore[operator]
-        inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__))
+        """Reorder the axes: ``t.permute(0, 2, 1)`` or ``t.permute((0, 2, 1))``."""
+        order = tuple(a % self.ndim for a in _ints(axes))
+        inverse = tuple(sorted(range(len(order)), key=lambda i: order[i]))
         xp = _xp()
 
         def backward(g: Array) -> tuple[Array]:
             return (xp.permute_dims(g, inverse),)
 
-        return Tensor.from_op(xp.permute_dims(self.data, axes), (self,), backward)
+        return Tensor.from_op(xp.permute_dims(self.data, order), (self,), backward)
 
     def transpose(self, axis0: int = -2, axis1: int = -1) -> Tensor:
         """Swap two axes (default: the last two)."""
@@ -579,6 +579,13 @@ class Tensor:
         return Tensor.from_op(out, (self,), backward)
 
 
+def _ints(values: tuple[int | Sequence[int], ...]) -> tuple[int, ...]:
+    """``(2, 3)`` or ``((2, 3),)`` -> ``(2, 3)``: the two ways shapes and axes are passed."""
+    if len(values) == 1 and not isinstance(values[0], int):
+        return tuple(int(v) for v in values[0])
+    return tuple(int(v) for v in values)  # type: ignore[arg-type]
+
+
 def _complete_index(index: Any, ndim: int) -> Any:
     """Add the trailing ``...`` NumPy implies (the Array API requires it spelled out)."""
     parts = index if isinstance(index, tuple) else (index,)
@@ -657,7 +664,7 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
 
 
 def _select(g: Array, axis: int, i: int) -> Array:
-    index = [slice(None)] * g.ndim
+    index: list[Any] = [slice(None)] * g.ndim
     index[axis] = i
     return g[tuple(index)]
 

@@ -20,7 +20,7 @@ from tinygpt.backend.selection import current
 class Generator:
     """A reproducible random source whose draws land on the current backend."""
 
-    def __init__(self, seed: int | None = 0) -> None:
+    def __init__(self, seed: int | Sequence[int] | None = 0) -> None:
         self._host = np.random.Generator(np.random.PCG64(seed))
 
     # State, for checkpoints ------------------------------------------------

@@ -84,17 +84,17 @@ def tune_allocator() -> bool:
 
 def _load(name: str, device: str | None) -> Backend:
     if name == "numpy":
-        import array_api_compat.numpy as xp
+        import array_api_compat.numpy as numpy_xp
 
         if device not in (None, "", "cpu"):
             raise BackendError(
                 f"the numpy backend runs on the CPU only, got device {device!r}; "
                 "unset TINYGPT_DEVICE or use TINYGPT_BACKEND=cupy for a GPU"
             )
-        return Backend("numpy", xp, "cpu")
+        return Backend("numpy", numpy_xp, "cpu")
     if name == "array_api_strict":
         try:
-            import array_api_strict as xp
+            import array_api_strict as strict_xp
         except ImportError as exc:
             raise BackendError(
                 "backend 'array_api_strict' needs the array-api-strict package: "
@@ -102,8 +102,8 @@ def _load(name: str, device: str | None) -> Backend:
             ) from exc
         # A simulated second device by default, so arrays created without
         # device= fail loudly instead of silently landing on the CPU.
-        dev = xp.Device(device or "device1")
-        return Backend("array_api_strict", xp, dev)
+        dev = strict_xp.Device(device or "device1")
+        return Backend("array_api_strict", strict_xp, dev)
     if name == "cupy":
         try:
             import cupy
@@ -118,7 +118,7 @@ def _load(name: str, device: str | None) -> Backend:
                 "TINYGPT_BACKEND=cupy but no CUDA GPU is visible (cupy.is_available() "
                 "is False): check nvidia-smi, or unset TINYGPT_BACKEND to use NumPy"
             )
-        import array_api_compat.cupy as xp
+        import array_api_compat.cupy as cupy_xp
 
         index = 0
         if device:
@@ -131,7 +131,7 @@ def _load(name: str, device: str | None) -> Backend:
             raise BackendError(f"device cuda:{index} requested but only {count} GPU(s) present")
         gpu = cupy.cuda.Device(index)
         gpu.use()  # CuPy allocates on the current device; array_api_compat ignores device=
-        return Backend("cupy", xp, gpu)
+        return Backend("cupy", cupy_xp, gpu)
     raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
 
 

@@ -31,7 +31,7 @@ LOSS_FIGSIZE = (6.4, 4.0)  # inches: 640 x 400 pixels
 HEAD_PANEL = 3.0  # inches per head in the attention grid
 
 
-def _figure(figsize: tuple[float, float], layout: str | None = None) -> Any:
+def _figure(figsize: tuple[float, float], layout: Any = None) -> Any:
     """A matplotlib Figure on the Agg canvas (never a GUI window)."""
     require("matplotlib", "plot", "drawing pictures")
     from matplotlib.backends.backend_agg import FigureCanvasAgg

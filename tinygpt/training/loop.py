@@ -124,7 +124,7 @@ class LanguageModelTrainer(Trainer):
         return [sample_windows(self.train_ids, t, b, self.data_rng) for _ in range(self.config.grad_accum)]
 
     def compute_loss(self, batch: Batch) -> Tensor:
-        return self.loss_fn(self.model(batch), batch)  # type: ignore[no-any-return]
+        return self.loss_fn(self.model(batch), batch)
 
     # Evaluation and checkpoints -------------------------------------------------------
     def estimate_loss(self, ids: Any, salt: int) -> float:
@@ -135,7 +135,7 @@ class LanguageModelTrainer(Trainer):
 
     def evaluate_and_checkpoint(self) -> dict[str, Any]:
         """Estimate both losses; with a run directory, save the latest (and best) checkpoint and log."""
-        metrics = {
+        metrics: dict[str, Any] = {
             "iter": self.step,
             "train_loss": self.estimate_loss(self.train_ids, 0),
             "val_loss": self.estimate_loss(self.val_ids, 1),

@@ -62,7 +62,7 @@ class Trainer:
 
     def compute_loss(self, batch: Batch) -> Tensor:
         inputs, targets = batch
-        return self.loss_fn(self.model(inputs), targets)  # type: ignore[no-any-return]
+        return self.loss_fn(self.model(inputs), targets)
 
     def emit(self, record: dict[str, Any]) -> None:
         for callback in self.callbacks:

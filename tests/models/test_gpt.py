@@ -1,0 +1,73 @@
+"""TinyGPT's own model: GPT-2's initialisation, the tied head, attention maps, config checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tinygpt import backend
+from tinygpt.errors import ConfigError
+from tinygpt.models import GPTConfig, TinyGPT
+
+
+def _weights(model):
+    return {name: backend.to_numpy(p.data) for name, p in model.named_parameters()}
+
+
+def test_gpt2_initialisation_scales_residual_projections_and_zeroes_biases(xp_backend):
+    n_layer = 6
+    config = GPTConfig(vocab_size=300, block_size=128, n_layer=n_layer, n_head=4, n_embd=128)
+    weights = _weights(TinyGPT(config))
+    residual_std = 0.02 / math.sqrt(2 * n_layer)
+    for name, w in weights.items():
+        if name.endswith(("attn.proj.weight", "mlp.proj.weight")):
+            assert w.std() == pytest.approx(residual_std, rel=0.05), name
+        elif name.endswith(("qkv.weight", "fc.weight")) or name in ("wte.weight", "wpe.weight"):
+            assert w.std() == pytest.approx(0.02, rel=0.05), name
+        elif ".ln" in name or name.startswith("ln_f"):
+            expected = 1.0 if name.endswith("weight") else 0.0
+            np.testing.assert_array_equal(w, np.full_like(w, expected), err_msg=name)
+        elif name.endswith("bias"):
+            np.testing.assert_array_equal(w, np.zeros_like(w), err_msg=name)
+        else:
+            raise AssertionError(f"a parameter the test does not know: {name}")
+        if w.std() > 0:
+            assert abs(w.mean()) < 0.002, name  # zero-mean draws
+
+
+def test_the_output_head_is_the_token_embedding(xp_backend):
+    model = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    assert "lm_head.weight" not in dict(model.named_parameters())
+    ids = backend.asarray([[1, 2, 3]])
+    before = backend.to_numpy(model(ids).data)
+    model.wte.weight.data = model.wte.weight.data * 2.0  # scales both reading and writing tokens
+    assert not np.allclose(backend.to_numpy(model(ids).data), before)
+
+
+def test_attention_maps_are_causal_distributions(xp_backend):
+    model = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16))
+    maps = model.attention_maps(backend.asarray([[1, 2, 3, 4, 5]]))
+    assert len(maps) == 2
+    for weights in maps:
+        w = backend.to_numpy(weights)
+        assert w.shape == (1, 2, 5, 5)
+        np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
+        assert np.all(np.triu(w[0, 0], k=1) == 0.0)
+
+
+def test_config_sizes_accept_numpy_integers_and_refuse_fractions():
+    config = GPTConfig(vocab_size=np.int64(5), n_layer=np.int32(2))
+    assert type(config.vocab_size) is int and config.n_layer == 2
+    with pytest.raises(ConfigError, match=r"n_layer \(--n-layer\) must be an integer >= 1"):
+        GPTConfig(vocab_size=5, n_layer=2.5)
+    with pytest.raises(ConfigError, match="vocab_size"):
+        GPTConfig(vocab_size=True)
+
+
+def test_config_from_dict_is_strict_about_keys():
+    with pytest.raises(ConfigError, match=r"unknown keys \['n_layers'\]"):
+        GPTConfig.from_dict({"vocab_size": 5, "n_layers": 2})
+    with pytest.raises(ConfigError, match=r"missing keys \['vocab_size'\]"):
+        GPTConfig.from_dict({"n_layer": 2})
