@@ -641,13 +641,7 @@ def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     sizes = [t.shape[axis] for t in parts]
 
     def backward(g: Array) -> list[Array]:
-        grads, start = [], 0
-        for n in sizes:
-            index = [slice(None)] * g.ndim
-            index[axis] = slice(start, start + n)
-            grads.append(g[tuple(index)])
-            start += n
-        return grads
+        return [g[index] for index in _pieces(g.ndim, axis, sizes)]
 
     return Tensor.from_op(xp.concat([t.data for t in parts], axis=axis), parts, backward)
 
@@ -680,10 +674,14 @@ def split(x: Tensor, sections: int | Sequence[int], axis: int = -1) -> list[Tens
         sizes = list(sections)
         if sum(sizes) != n:
             raise ShapeError(f"split sizes {sizes} do not add up to the axis size {n}")
-    parts, start = [], 0
+    return [x[index] for index in _pieces(x.ndim, axis, sizes)]
+
+
+def _pieces(ndim: int, axis: int, sizes: Sequence[int]) -> Iterator[tuple[Any, ...]]:
+    """Index tuples cutting an axis into consecutive pieces of ``sizes``."""
+    start = 0
     for size in sizes:
-        index = [slice(None)] * x.ndim
+        index: list[Any] = [slice(None)] * ndim
         index[axis] = slice(start, start + size)
-        parts.append(x[tuple(index)])
+        yield tuple(index)
         start += size
-    return parts
