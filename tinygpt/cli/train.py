@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tinygpt import backend
-from tinygpt.checkpoint import load_checkpoint
+from tinygpt.checkpoint import load_checkpoint, resolve_checkpoint
 from tinygpt.classroom.profiler import Profiler
 from tinygpt.cli.args import (
     add_backend_flags,
@@ -24,7 +24,9 @@ from tinygpt.errors import ConfigError
 from tinygpt.generation import TextGeneration
 from tinygpt.models.gpt import GPTConfig, TinyGPT
 from tinygpt.tokenizer import CharTokenizer
-from tinygpt.training import LanguageModelTrainer, RunDirectory, TrainConfig
+from tinygpt.training import LanguageModelTrainer, RunDirectory, TrainConfig, distributed
+from tinygpt.training.data_parallel import DataParallel
+from tinygpt.training.loop import print_line
 
 
 def add_parser(sub: Any) -> None:
@@ -55,10 +57,11 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def check_memory(config: GPTConfig, batch_size: int) -> None:
-    """Refuse a model whose training step would not fit in the device's free memory."""
+def check_memory(config: GPTConfig, batch_size: int, sharing: int = 1) -> None:
+    """Refuse a model whose training step would not fit in the device's free memory (``sharing`` ranks share it)."""
     need = config.memory_bytes(batch_size)
     have = backend.available_memory()
+    have = None if have is None else have // sharing
     if have is not None and need > have:
         raise ConfigError(
             f"this model would need about {need / 2**30:.1f} GiB for a training step (parameters, gradients, "
@@ -68,11 +71,18 @@ def check_memory(config: GPTConfig, batch_size: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    world = distributed.world()  # several processes only under mpiexec or srun
     select_backend(args)
+    shared_gpu = world.use_local_gpu(explicit=args.device)
     backend.tune_allocator()
+    say = print_line if world.is_main else distributed.silent  # rank 0 speaks for the run
+    if world.size > 1:
+        say(world.description)
     out = Path(args.out or f"runs/{Path(args.text).stem if args.text else args.corpus}")
     run_dir = RunDirectory(out)
-    latest = run_dir.resume() if args.resume else None
+    latest = None
+    if args.resume:  # only rank 0 opens the run directory; the others read its latest checkpoint
+        latest = run_dir.resume() if world.is_main else resolve_checkpoint(out, "latest")
     if latest is None:
         run_dir.check_new()
     train_config = settings_from(args, TrainConfig)
@@ -83,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         tokenizer = CharTokenizer.from_text(text)
         config = settings_from(args, GPTConfig, vocab_size=tokenizer.vocab_size)
-    check_memory(config, train_config.batch_size)
+    windows = train_config.batch_size * train_config.grad_accum  # per step, shared by the ranks
+    rows = min(train_config.batch_size, -(-windows // world.size))
+    check_memory(config, rows, world.local_size if backend.current().name != "cupy" else 1)
     train_ids, val_ids = split_for_training(text, tokenizer, args.val_fraction, config.block_size)
     backend.manual_seed(train_config.seed)
     model = TinyGPT(config)
@@ -96,25 +108,30 @@ def run(args: argparse.Namespace) -> int:
         out_dir=out,
         show_progress=args.progress,
         data_info=data_info,
+        parallel=DataParallel(world, shared_gpu) if world.size > 1 else None,
     )
     if latest is not None:
         trainer.resume()
-        print(f"resuming {out} from step {trainer.step}", flush=True)
+        before = trainer.resumed_world_size or 1
+        ranks = (
+            ""
+            if before == world.size
+            else (
+                f" with {world.size} rank(s) (it ran with {before}; the global batch stays {windows} windows a step)"
+            )
+        )
+        say(f"resuming {out} from step {trainer.step}{ranks}")
     b = backend.current()
-    print(
+    say(
         f"training {model.num_parameters():,} parameters on {train_ids.shape[0]:,} tokens "
-        f"({b.name}, {b.device}); run directory {out}",
-        flush=True,
+        f"({b.name}, {b.device}); run directory {out}"
     )
     profiler = Profiler() if args.profile else None
     with profiler or contextlib.nullcontext():
         summary = trainer.train()
     if profiler is not None:
-        print(profiler.report(), flush=True)
-    print(
-        f"done: best val loss {summary['best_val_loss']:.4f}; sample with: tinygpt sample --checkpoint {out}",
-        flush=True,
-    )
-    if args.sample_chars:
-        print(TextGeneration(model, tokenizer).sample("\n", args.sample_chars, seed=train_config.seed)[0])
+        say(profiler.report())
+    say(f"done: best val loss {summary['best_val_loss']:.4f}; sample with: tinygpt sample --checkpoint {out}")
+    if args.sample_chars and world.is_main:
+        say(TextGeneration(model, tokenizer).sample("\n", args.sample_chars, seed=train_config.seed)[0])
     return 0
