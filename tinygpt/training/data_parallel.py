@@ -63,6 +63,11 @@ class DataParallel:
                 f"least one): raise --batch-size to {self.size} or more, or start fewer ranks"
             )
 
+    @property
+    def warning(self) -> str | None:
+        """Why gradients take a slower path than they could (say, NCCL missing), if they do."""
+        return None if self.collectives is None else self.collectives.warning
+
     # The batch -------------------------------------------------------------------------------
     def share(self, batches: Sequence[Any]) -> tuple[list[Any], list[float]]:
         """This rank's chunks of ``batches`` (each (B, T)), and each chunk's weight rows / all windows.

@@ -292,7 +292,7 @@ def _join() -> World:
     if comm.Get_size() != expected:
         raise DistributedError(
             f"the launcher started {expected} processes but MPI sees a world of {comm.Get_size()}: "
-            f"mpiexec and mpi4py use different MPI libraries ({MPI.Get_library_version().splitlines()[0].strip()}); "
+            f"mpiexec and mpi4py use different MPI libraries (mpi4py has {_library(MPI)}); "
             "use the mpiexec installed with tinygpt[mpi] (in the same environment as tinygpt), "
             "or under Slurm srun --mpi=pmi2 (or pmix)"
         )
@@ -336,10 +336,14 @@ def limit_threads(ranks_on_node: int) -> int | None:
 def _describe_world(w: World, mpi: Any) -> str:
     hosts = w.gather_text(socket.gethostname())
     pids = [int(p[0]) for p in w.gather_floats([float(os.getpid())])]
-    library = mpi.Get_library_version().splitlines()[0].strip().rstrip(",")
     threads = f"{w.threads} BLAS thread(s) each" if w.threads else "threads as OMP_NUM_THREADS says"
     where = ", ".join(_ranks_by_host(hosts, pids))
-    return f"world size {w.size} over MPI ({library}), {threads}; {where}"
+    return f"world size {w.size} over MPI ({_library(mpi)}), {threads}; {where}"
+
+
+def _library(mpi: Any) -> str:
+    """'MPICH Version: 5.0.2': the first line of the MPI library's own description."""
+    return " ".join(mpi.Get_library_version().splitlines()[0].split()).rstrip(",")
 
 
 def _ranks_by_host(hosts: list[str], pids: list[int], shown: int = 8) -> list[str]:

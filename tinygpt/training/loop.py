@@ -111,13 +111,15 @@ class LanguageModelTrainer(Trainer):
     def train(self) -> dict[str, Any]:
         """Run until ``max_iters``; returns the last metrics. A stop signal saves and raises TrainingInterrupted."""
         cfg = self.config
-        self._open_run()
-        self._started = time.perf_counter()
         metrics: dict[str, Any] = {}
         bar = Progress(total=cfg.max_iters, initial=self.step, enabled=self.show_progress, desc="train")
         with self._every_rank_or_none(), self.signals, bar as progress:
             if self.parallel is not None:  # every rank set up? then rank 0's weights on all of them
                 self.parallel.start(self.optimizer.parameters)
+                if self.parallel.warning:
+                    progress.write(f"warning: {self.parallel.warning}", self.log)
+            self._open_run()
+            self._started = time.perf_counter()
             while True:
                 if self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters:
                     metrics = self.evaluate_and_checkpoint()  # estimate losses, log, save
