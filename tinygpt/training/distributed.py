@@ -307,23 +307,27 @@ def _join() -> World:
         comm=comm,
         timeout_s=timeout,
     )
-    result.threads = limit_threads(result.local_size)
+    result.threads = limit_threads(local, MPI)
     result.description = _describe_world(result, MPI)
     result._watchdog = _Watchdog(result, timeout)
     return result
 
 
-def limit_threads(ranks_on_node: int) -> int | None:
-    """Give each rank its share of this machine's cores for BLAS/OpenMP; None when the user chose.
+def limit_threads(local: Any, mpi: Any) -> int | None:
+    """Give this rank its share of the machine's cores for BLAS/OpenMP; None when the user chose.
 
-    An explicit ``OMP_NUM_THREADS`` (or OpenBLAS's or MKL's variable) wins.
-    Where the launcher bound the rank to some cores, it gets those.
+    ``local`` is the communicator of the ranks on this machine. A core that k
+    ranks may run on counts 1/k for each, so unbound ranks split the cores
+    evenly and ranks the launcher bound to their own cores keep them. An
+    explicit ``OMP_NUM_THREADS`` (or OpenBLAS's or MKL's variable) wins.
     """
     if any(os.environ.get(name) for name in THREAD_VARIABLES):
         return None
     cores = os.cpu_count() or 1
-    bound = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    threads = bound if bound < cores else max(1, cores // ranks_on_node)
+    mine = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(cores))
+    users = array("i", [1 if c in mine else 0 for c in range(max(cores, *mine) + 1)])
+    local.Allreduce(mpi.IN_PLACE, users, op=mpi.SUM)  # how many ranks here may run on each core
+    threads = max(1, int(sum(1 / users[c] for c in mine) + 1e-9))
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
