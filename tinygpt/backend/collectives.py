@@ -143,7 +143,7 @@ class Collectives:
             )
             return None
         assert nccl is not None
-        uid = np.zeros(128, dtype=np.int16)  # ncclUniqueId: 128 chars, sent once over MPI
+        uid = np.zeros(128, dtype=np.int16)  # ncclUniqueId: 128 (signed) chars, sent once over MPI
         if self.host.rank == 0:
             uid[:] = nccl.get_unique_id()
         self.host.broadcast(uid, 0)
@@ -162,5 +162,5 @@ class Collectives:
             if name == "allReduce":  # in place; later kernels on the stream see the sum
                 self._nccl.allReduce(flat.data.ptr, flat.data.ptr, flat.size, kind, nccl.NCCL_SUM, stream)
             else:
-                self._nccl.bcast(flat.data.ptr, flat.size, kind, root, stream)
+                self._nccl.broadcast(flat.data.ptr, flat.data.ptr, flat.size, kind, root, stream)
         return flat
