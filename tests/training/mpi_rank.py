@@ -6,6 +6,7 @@ Hooks (environment variables; RANK:STEP means "on rank RANK, just before step ST
     TINYGPT_TEST_FAIL=RANK:STEP  raise RuntimeError there (a crash of one rank)
     TINYGPT_TEST_KILL=RANK:STEP  SIGKILL the rank there (killed by the OOM killer, say)
     TINYGPT_TEST_HANG=RANK:STEP  sleep forever there (a rank that hangs)
+    TINYGPT_TEST_DRIFT=RANK:STEP nudge one weight there (a rank whose parameters drift apart)
     TINYGPT_TEST_STEP_DELAY=S    sleep S seconds before every step (time to send a signal mid-run)
 """
 
@@ -54,7 +55,7 @@ def _record_writes(root: Path) -> None:
 
 
 def _at_step(variable: str, action) -> None:
-    """Run ``action`` on the rank and step ``variable`` names, by wrapping the trainer's step."""
+    """Run ``action(trainer)`` on the rank and step ``variable`` names, by wrapping the trainer's step."""
     rank, step = map(int, os.environ[variable].split(":"))
     if rank != _rank():
         return
@@ -64,7 +65,7 @@ def _at_step(variable: str, action) -> None:
 
     def train_step(self, *args, **kwargs):
         if self.step == step:
-            action()
+            action(self)
         return original(self, *args, **kwargs)
 
     LanguageModelTrainer.train_step = train_step
@@ -82,8 +83,13 @@ def _delay_steps(seconds: float) -> None:
     LanguageModelTrainer.train_step = train_step
 
 
-def _crash() -> None:
+def _crash(trainer) -> None:
     raise RuntimeError("injected failure for the test")
+
+
+def _nudge(trainer) -> None:
+    p = trainer.model.parameters()[-1]
+    p.data = p.data * 1.001
 
 
 if __name__ == "__main__":
@@ -92,9 +98,11 @@ if __name__ == "__main__":
     if os.environ.get("TINYGPT_TEST_FAIL"):
         _at_step("TINYGPT_TEST_FAIL", _crash)
     if os.environ.get("TINYGPT_TEST_KILL"):
-        _at_step("TINYGPT_TEST_KILL", lambda: os.kill(os.getpid(), signal.SIGKILL))
+        _at_step("TINYGPT_TEST_KILL", lambda trainer: os.kill(os.getpid(), signal.SIGKILL))
     if os.environ.get("TINYGPT_TEST_HANG"):
-        _at_step("TINYGPT_TEST_HANG", lambda: time.sleep(3600))
+        _at_step("TINYGPT_TEST_HANG", lambda trainer: time.sleep(3600))
+    if os.environ.get("TINYGPT_TEST_DRIFT"):
+        _at_step("TINYGPT_TEST_DRIFT", _nudge)
     if os.environ.get("TINYGPT_TEST_STEP_DELAY"):
         _delay_steps(float(os.environ["TINYGPT_TEST_STEP_DELAY"]))
     from tinygpt.cli import main

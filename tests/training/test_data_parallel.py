@@ -221,6 +221,25 @@ def test_a_rank_that_dies_stops_every_rank_and_the_checkpoint_loads(tmp_path, ba
     load_checkpoint(out)
 
 
+def test_parameters_that_drift_apart_stop_the_run_at_the_next_evaluation(tmp_path, backend_name, corpus):
+    result = _train(backend_name, corpus, tmp_path / "run", 2, TINYGPT_TEST_DRIFT="1:15")
+    assert result.returncode == 2
+    names = [name for name, _ in _tiny_names()]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("tinygpt")]
+    assert lines == [
+        f"tinygpt train: error: step 20: the parameters of rank 1 differ from rank 0's (first {names[-1]}); "
+        "the ranks no longer compute the same model. Resume from the last checkpoint with --resume; "
+        "if it happens again, report it as a bug"
+    ]
+    assert _latest_step(tmp_path / "run") == 10  # nothing was saved from the drifted weights
+
+
+def _tiny_names():
+    from tinygpt.models.gpt import GPTConfig, TinyGPT
+
+    return TinyGPT(GPTConfig(vocab_size=20, block_size=16, n_layer=1, n_head=2, n_embd=32)).named_parameters()
+
+
 def test_eval_under_mpiexec_shares_the_windows_and_agrees_with_one_process(backend_name, runs):
     root = runs[0]
     results = []
