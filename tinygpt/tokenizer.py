@@ -9,6 +9,7 @@ same ids.
 
 from __future__ import annotations
 
+import collections
 import json
 import operator
 import os
@@ -173,9 +174,10 @@ class CharTokenizer:
         for index, char in enumerate(chars):
             if not isinstance(char, str) or len(char) != 1:
                 raise fail(f"'chars' entry {index} is {char!r}, not a single character")
-        if len(set(chars)) != len(chars):
-            dupes = sorted({c for c in chars if chars.count(c) > 1})
-            raise fail("'chars' has duplicate entries: " + ", ".join(_describe(c) for c in dupes))
+        if len(set(chars)) != len(chars):  # linear: a hostile file may hold a million entries
+            dupes = sorted(c for c, n in collections.Counter(chars).items() if n > 1)
+            shown = ", ".join(_describe(c) for c in dupes[:10]) + (" ..." if len(dupes) > 10 else "")
+            raise fail(f"'chars' has {len(dupes)} duplicate entries: {shown}")
         if chars != sorted(chars):
             raise fail("'chars' is not sorted, so ids would not match training")
         unknown = data.get("unknown")

@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from tinygpt.cli.args import add_checkpoint_flags, add_data_flags, load, load_text, positive_int
+from tinygpt.cli.args import add_checkpoint_flags, add_data_flags, load, positive_int, recorded_text
 from tinygpt.data import split_for_training
 from tinygpt.training import evaluate_ids
 
@@ -23,15 +23,12 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     ckpt = load(args)
-    recorded = ckpt.trainer_state.get("data", {})
-    if args.text is None and args.corpus is None:  # the text the run trained on
-        args.corpus = recorded.get("corpus", "shakespeare")
-        args.text = recorded.get("text")
-        if args.text:
-            args.corpus = None
-    text, _ = load_text(args)
+    if args.text is None and args.corpus is None and not ckpt.trainer_state.get("data"):
+        args.corpus = "shakespeare"  # a checkpoint that recorded no text: the default corpus
+    # The text and split the run recorded, unless --text, --corpus or --val-fraction say otherwise.
+    text, data = recorded_text(args, ckpt.trainer_state.get("data", {}), strict=False)
     block = ckpt.model.config.block_size
-    _, val_ids = split_for_training(text, ckpt.tokenizer, args.val_fraction, block)
+    _, val_ids = split_for_training(text, ckpt.tokenizer, data["val_fraction"], block)
     start = time.perf_counter()
     loss = evaluate_ids(ckpt.model, val_ids, args.batch_size, show_progress=None)
     windows = val_ids.shape[0] // block

@@ -12,12 +12,13 @@ changes the training batches. Where the files go is ``RunDirectory``'s business.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
 import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ class LanguageModelTrainer(Trainer):
         train_ids: Any,
         val_ids: Any,
         config: TrainConfig,
-        out_dir: str | os.PathLike[str] | None = None,
+        out_dir: str | os.PathLike[str] | RunDirectory | None = None,
         callbacks: Iterable[Callback] = (),
         log: Callable[[str], None] | None = print_line,
         show_progress: bool | None = None,
@@ -80,7 +81,7 @@ class LanguageModelTrainer(Trainer):
         self.train_ids = train_ids
         self.val_ids = val_ids
         self.config = config
-        self.run = RunDirectory(out_dir) if out_dir is not None else None
+        self.run = out_dir if isinstance(out_dir, RunDirectory) or out_dir is None else RunDirectory(out_dir)
         self.log = log
         self.show_progress = show_progress
         self.data_info = data_info or {}
@@ -99,11 +100,10 @@ class LanguageModelTrainer(Trainer):
     def train(self) -> dict[str, Any]:
         """Run until ``max_iters``; returns the last metrics. A stop signal saves and raises TrainingInterrupted."""
         cfg = self.config
-        self._open_run()
-        self._started = time.perf_counter()
         metrics: dict[str, Any] = {}
         bar = Progress(total=cfg.max_iters, initial=self.step, enabled=self.show_progress, desc="train")
-        with self.signals, bar as progress:
+        with self.claim_run(), self.signals, bar as progress:
+            self._started = time.perf_counter()
             while True:
                 if self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters:
                     metrics = self.evaluate_and_checkpoint()  # estimate losses, log, save
@@ -214,7 +214,10 @@ class LanguageModelTrainer(Trainer):
             )
         self.model.load_state_dict(ckpt.model.state_dict(), source=str(ckpt.path))
         assert ckpt.optimizer_state is not None
-        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        try:
+            self.optimizer.load_state_dict(ckpt.optimizer_state)
+        except ConfigError as exc:
+            raise CheckpointError(f"{ckpt.path / 'optimizer.safetensors'}: {exc}") from None
         state = ckpt.trainer_state
         self.step = int(state["step"])
         self.skipped_steps = int(state.get("skipped_steps", 0))
@@ -223,14 +226,18 @@ class LanguageModelTrainer(Trainer):
         self.data_rng.set_state(state["data_rng"])
         backend.default_generator().set_state(state["model_rng"])
 
-    def _open_run(self) -> None:
-        """Claim the run directory once (continue it after restore() from its own checkpoint, else start one)."""
+    @contextlib.contextmanager
+    def claim_run(self) -> Iterator[None]:
+        """Lock the run directory for the block; open it once (continue after restore() from its own checkpoint)."""
         if self.run is None:
+            yield
             return
-        if not self._run_open:
-            if self.step > 0 and self.run.holds_run():
-                self.run.resume()
-            else:
-                self.run.start()
-            self._run_open = True
-        self.run.trim_metrics(self.step)  # records after the checkpoint will be logged again
+        with self.run.locked():
+            if not self._run_open:
+                if self.step > 0 and self.run.holds_run():
+                    self.run.resume()
+                else:
+                    self.run.start()
+                self._run_open = True
+            self.run.trim_metrics(self.step)  # records after the checkpoint will be logged again
+            yield
