@@ -253,3 +253,13 @@ def _resume_a_trainer(run: Path) -> None:
         show_progress=False,
     )
     trainer.resume()
+
+
+def test_metrics_lines_nested_too_deeply_or_with_huge_numbers_are_dropped(tmp_path):
+    run = _run(tmp_path)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write("[" * 50_000 + "]" * 50_000 + "\n" + '{"iter": 1' + "0" * 5000 + "}\n")
+    reopened = RunDirectory(run)
+    reopened.resume()
+    reopened.trim_metrics(3)
+    assert [json.loads(line)["iter"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0, 2]

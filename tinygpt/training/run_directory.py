@@ -97,7 +97,7 @@ class RunDirectory:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+                holder = _holder(fd)
                 os.close(fd)
                 raise ConfigError(
                     f"{self.path} is in use by another tinygpt process ({holder}); one process per run "
@@ -241,10 +241,11 @@ class RunDirectory:
         kept = []
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                if json.loads(line)["iter"] < before_step:
-                    kept.append(line)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut short by a kill
+                step = json.loads(line)["iter"]
+            except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+                continue  # a line cut short by a kill, or not ours
+            if type(step) is int and step < before_step:
+                kept.append(line)
         # Rewritten aside and renamed, so a kill during the rewrite cannot lose the earlier lines.
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
@@ -296,6 +297,16 @@ class RunDirectory:
         shutil.rmtree(folder / name, ignore_errors=True)
         for debris in (*folder.glob(f".{name}.*.tmp"), folder / f".{name}.old"):
             shutil.rmtree(debris, ignore_errors=True)
+
+
+def _holder(fd: int) -> str:
+    """What the lock's holder wrote about itself (it may take a moment after its flock to write it)."""
+    for _ in range(50):
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+        if text:
+            return text
+        time.sleep(0.01)
+    return "another process"
 
 
 def _remove_if_empty(path: Path) -> None:
