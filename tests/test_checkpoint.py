@@ -78,7 +78,11 @@ def test_checkpoint_moves_between_backends(tmp_path, saver, loader):
 def test_training_state_round_trips(tmp_path):
     model = _model()
     arrays = {"0.m": np.full((3, 2), 0.5, dtype=np.float32), "0.v": np.ones((3, 2), dtype=np.float32)}
-    state = {"step": 17, "data_rng": {"x": 1}}
+    state = {
+        "step": 17,
+        "data_rng": backend.Generator(3).get_state(),
+        "model_rng": backend.Generator(4).get_state(),
+    }
     path = save_checkpoint(tmp_path / "c", model, _tokenizer(), {"step_count": 9, "arrays": arrays}, state)
     loaded = load_checkpoint(path, with_training_state=True)
     assert loaded.trainer_state["step"] == 17
@@ -212,7 +216,7 @@ def test_foreign_or_broken_config_json_is_reported(tmp_path):
     with pytest.raises(CheckpointError, match=r"config\.json is not a tinygpt checkpoint"):
         read_config(path)
     (path / "config.json").write_bytes(b"\xff\xfe{")
-    with pytest.raises(CheckpointError, match=r"config\.json is not valid JSON"):
+    with pytest.raises(CheckpointError, match=r"config\.json is not UTF-8"):
         load_checkpoint(path)
 
 

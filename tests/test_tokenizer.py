@@ -1,6 +1,7 @@
 """Tests for CharTokenizer: round trips, vocabulary order, errors, and files."""
 
 import json
+import unicodedata
 
 import pytest
 from hypothesis import example, given
@@ -185,3 +186,24 @@ def test_save_load_round_trip_for_arbitrary_unicode(tmp_path_factory, text):
     tok = CharTokenizer.from_text(text)
     tok.save(path)
     assert CharTokenizer.load(path) == tok
+
+
+def test_unseen_characters_can_be_skipped_or_replaced():
+    tok = CharTokenizer.from_text("ab c")
+    assert tok.decode(tok.encode("a✓b", on_unknown="skip")) == "ab"
+    assert tok.decode(tok.encode("a✓b", on_unknown="replace")) == "a b"
+    with pytest.raises(TokenizerError, match=r"--unknown skip\|replace"):
+        tok.encode("a✓b")
+    with pytest.raises(TokenizerError, match="no space"):
+        CharTokenizer.from_text("abc").encode("a✓", on_unknown="replace")
+
+
+def test_a_text_that_differs_only_by_unicode_normalization_gets_a_hint():
+    composed = "café"  # é as one code point, U+00E9
+    tok = CharTokenizer.from_text(composed)
+    decomposed = unicodedata.normalize("NFD", composed)  # e + U+0301
+    with pytest.raises(TokenizerError, match=r"unicodedata.normalize\('NFC', text\)"):
+        tok.encode(decomposed)
+    with pytest.raises(TokenizerError) as info:
+        tok.encode("cafX")
+    assert "normaliz" not in str(info.value)  # no hint where normalization would not help

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
+from tinygpt import backend
 from tinygpt.errors import CheckpointError, ConfigError, TinyGPTError
 from tinygpt.files import fsync_dir, fsync_write, json_bytes, umask
 from tinygpt.models.gpt import GPTConfig, TinyGPT
@@ -103,44 +106,99 @@ def save_checkpoint(
 
 
 # Reading -------------------------------------------------------------------------
-def _read(path: Path, name: str, expected_sha: str | None) -> bytes:
-    file = path / name
+# A checkpoint may come from anywhere: every file is checked before it is trusted (a regular file
+# inside the checkpoint, of a sane size, with the SHA-256 that config.json records), every JSON
+# field's type is checked, and the model's size is checked against free memory before allocating.
+MAX_JSON_BYTES = {"config.json": 1 << 20, "trainer.json": 1 << 20, "tokenizer.json": 64 << 20}
+POINTER_MAX_BYTES = 64 << 10
+REQUIRED_FILES = ("model.safetensors", "tokenizer.json")
+TRAINING_FILES = ("optimizer.safetensors", "trainer.json")
+
+
+def _regular_file(folder: Path, name: str) -> Path:
+    """``folder/name`` if it is a regular file inside ``folder`` (no FIFO, device or escaping symlink)."""
+    file = folder / name
     try:
-        data = file.read_bytes()
+        info = file.lstat()
     except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} is incomplete: {name} is missing") from None
+        raise CheckpointError(f"checkpoint {folder} is incomplete: {name} is missing") from None
     except OSError as exc:
         raise CheckpointError(f"cannot read {file}: {exc}") from None
-    if expected_sha is not None and hashlib.sha256(data).hexdigest() != expected_sha:
+    if stat.S_ISLNK(info.st_mode):
+        target = file.resolve()
+        if not target.is_relative_to(folder.resolve()):
+            raise CheckpointError(
+                f"{file} is a symbolic link out of the checkpoint (to {target}); refusing it"
+            )
+        info = target.stat() if target.exists() else info
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(f"{file} is not a regular file (a FIFO, device or directory); refusing it")
+    return file
+
+
+def _read_bytes(file: Path, limit: int | None = None) -> bytes:
+    try:
+        with open(file, "rb") as f:
+            data = f.read() if limit is None else f.read(limit + 1)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {file}: {exc}") from None
+    if limit is not None and len(data) > limit:
+        raise CheckpointError(f"{file} is larger than {limit:,} bytes; it is not a tinygpt file")
+    return data
+
+
+def _read(path: Path, name: str, expected_sha: str) -> bytes:
+    data = _read_bytes(_regular_file(path, name), MAX_JSON_BYTES.get(name))
+    if hashlib.sha256(data).hexdigest() != expected_sha:
         raise CheckpointError(
-            f"{file} is corrupt (its SHA-256 does not match config.json): it was truncated or "
+            f"{path / name} is corrupt (its SHA-256 does not match config.json): it was truncated or "
             "modified after saving; use another checkpoint (e.g. the run's latest) or retrain"
         )
     return data
 
 
+def parse_json(data: bytes, source: str | Path) -> Any:
+    """JSON from bytes; anything that is not (bad UTF-8, bad syntax, absurd nesting) is a CheckpointError."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{source} is not UTF-8 text ({exc}); the file is corrupt") from None
+    except RecursionError:
+        raise CheckpointError(f"{source} nests JSON too deeply to be a tinygpt file") from None
+    except ValueError as exc:  # JSONDecodeError, and integers too long to convert
+        raise CheckpointError(f"{source} is not valid JSON ({exc}); the file is corrupt") from None
+
+
 def _load_safetensors(path: Path, name: str, data: bytes) -> dict[str, Any]:
     try:
-        return st_load(data)
+        arrays = st_load(data)
     except (SafetensorError, ValueError, OSError) as exc:
         raise CheckpointError(f"{path / name} is not a readable safetensors file: {exc}") from None
+    for tensor, array in arrays.items():
+        if array.size and not math.isfinite(float(abs(array).max())):
+            raise CheckpointError(
+                f"{path / name}: tensor {tensor!r} holds NaN or infinite values; the checkpoint is "
+                "unusable (training diverged before it was saved?): use an earlier checkpoint"
+            )
+    return arrays
+
+
+def _fail_type(file: Path, field: str, expected: str, value: Any) -> CheckpointError:
+    return CheckpointError(f"{file}: {field} must be {expected}, got {type(value).__name__} {value!r:.60}")
 
 
 def read_config(path: Path) -> dict[str, Any]:
     """The validated ``config.json`` of a checkpoint directory."""
-    file = path / "config.json"
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not (path / "config.json").exists() and not (path / "config.json").is_symlink():
         raise CheckpointError(
             f"{path} is not a tinygpt checkpoint (no config.json); give a run directory "
             "made by `tinygpt train --out DIR` or one of its checkpoints"
-        ) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{file} is not valid JSON ({exc}); the checkpoint is corrupt") from None
+        )
+    file = _regular_file(path, "config.json")
+    config = parse_json(_read_bytes(file, MAX_JSON_BYTES["config.json"]), file)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise CheckpointError(f"{file} is not a tinygpt checkpoint config (format is not {FORMAT!r})")
-    if config.get("version") != VERSION:
+    if config.get("version") != VERSION or type(config.get("version")) is not int:
         raise CheckpointError(
             f"{file} has checkpoint format version {config.get('version')!r}; this tinygpt reads "
             f"version {VERSION}: upgrade tinygpt or re-save the checkpoint"
@@ -148,20 +206,113 @@ def read_config(path: Path) -> dict[str, Any]:
     for key in ("model", "tensors", "sha256"):
         if not isinstance(config.get(key), dict):
             raise CheckpointError(f"{file} lacks the {key!r} section; the checkpoint is corrupt")
+    if config.get("dtype", "float32") != "float32":
+        raise _fail_type(file, "dtype", '"float32"', config.get("dtype"))
+    for name, shape in config["tensors"].items():
+        if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+            raise _fail_type(file, f"tensors[{name!r}]", "a list of sizes", shape)
+    for name, digest in config["sha256"].items():
+        if (
+            not isinstance(digest, str)
+            or len(digest) != 64
+            or not all(c in "0123456789abcdef" for c in digest)
+        ):
+            raise _fail_type(file, f"sha256[{name!r}]", "a SHA-256 hex digest", digest)
+    missing = [name for name in REQUIRED_FILES if name not in config["sha256"]]
+    if missing:
+        raise CheckpointError(
+            f"{file} records no SHA-256 for {', '.join(missing)}, so the files cannot be checked; "
+            "the checkpoint is corrupt or was not written by tinygpt"
+        )
     return config
 
 
-def load_checkpoint(path: str | os.PathLike[str], with_training_state: bool = False) -> Checkpoint:
-    """Load and validate a checkpoint (or a run directory: its best checkpoint) on the current backend."""
-    path = resolve_checkpoint(path)
+def _check_fits(path: Path, config: GPTConfig) -> None:
+    """Refuse a model whose weights alone would not fit in free memory (before allocating them)."""
+    need = 4 * config.num_parameters()
+    have = backend.available_memory()
+    if have is not None and need > have:
+        raise CheckpointError(
+            f"{path / 'config.json'} describes a model of {config.num_parameters():,} parameters "
+            f"({need / 2**30:.1f} GiB) but only {have / 2**30:.1f} GiB is free; it cannot be loaded here"
+        )
+
+
+def _generator_state(value: Any, file: Path, field: str) -> dict[str, Any]:
+    try:
+        backend.Generator(0).set_state(value)
+    except (TypeError, ValueError, KeyError, OverflowError, AttributeError):
+        raise _fail_type(file, field, "a random-generator state", value) from None
+    return dict(value)
+
+
+def _trainer_state(data: Any, file: Path) -> dict[str, Any]:
+    """trainer.json with every field's type checked (resume trusts these values)."""
+    if not isinstance(data, dict):
+        raise _fail_type(file, "the file", "a JSON object", data)
+    for key in ("step", "optimizer_step_count", "skipped_steps"):
+        value = data.get(key, 0)
+        if type(value) is not int or value < 0:
+            raise _fail_type(file, key, "an integer >= 0", value)
+    best = data.get("best_val_loss")
+    if best is not None and (type(best) not in (int, float) or not math.isfinite(best)):
+        raise _fail_type(file, "best_val_loss", "a finite number or null", best)
+    for key in ("data_rng", "model_rng"):
+        if key in data:
+            data[key] = _generator_state(data[key], file, key)
+    info = data.get("data", {})
+    if not isinstance(info, dict) or not all(
+        isinstance(info.get(k, ""), str) for k in ("text", "corpus", "sha256")
+    ):
+        raise _fail_type(file, "data", "an object naming the text or corpus", info)
+    fraction = info.get("val_fraction", 0.1)
+    if type(fraction) not in (int, float) or not 0 < fraction < 1:
+        raise _fail_type(file, "data.val_fraction", "a number in (0, 1)", fraction)
+    if not isinstance(data.get("train_config", {}), dict):  # its fields are checked by TrainConfig on resume
+        raise _fail_type(file, "train_config", "a JSON object", data["train_config"])
+    return data
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], with_training_state: bool = False, which: str = "best"
+) -> Checkpoint:
+    """Load and validate a checkpoint, or a run directory's ``which`` (best or latest), on the current backend.
+
+    A run that is training meanwhile may prune the checkpoint being read once its pointer moves
+    on; the pointer is then followed again (a few times) instead of failing.
+    """
+    path = Path(path)
+    for _ in range(5):
+        is_run = (path / f"{which}.json").exists() and not (path / "config.json").exists()
+        target = read_pointer(path, which) if is_run else None
+        try:
+            return _load(resolve_checkpoint(path, which), with_training_state)
+        except CheckpointError:
+            if not is_run or read_pointer(path, which) == target:
+                raise  # not a pointer that moved on meanwhile: the checkpoint itself is bad
+    return _load(resolve_checkpoint(path, which), with_training_state)
+
+
+def _load(path: Path, with_training_state: bool) -> Checkpoint:
     config = read_config(path)
     sha = config["sha256"]
     try:
         model_config = GPTConfig.from_dict(config["model"])
     except (ConfigError, TypeError) as exc:
         raise CheckpointError(f"{path / 'config.json'} has an invalid model config: {exc}") from None
+    _check_fits(path, model_config)
+    tokenizer_data = parse_json(_read(path, "tokenizer.json", sha["tokenizer.json"]), path / "tokenizer.json")
+    try:
+        tokenizer = CharTokenizer.from_dict(tokenizer_data, source=str(path / "tokenizer.json"))
+    except TinyGPTError as exc:
+        raise CheckpointError(str(exc)) from None
+    if tokenizer.vocab_size != model_config.vocab_size:
+        raise CheckpointError(
+            f"{path / 'tokenizer.json'} has {tokenizer.vocab_size} characters but the model was built for "
+            f"vocab_size={model_config.vocab_size}; the files come from different runs"
+        )
     weights = _load_safetensors(
-        path, "model.safetensors", _read(path, "model.safetensors", sha.get("model.safetensors"))
+        path, "model.safetensors", _read(path, "model.safetensors", sha["model.safetensors"])
     )
     for name, shape in config["tensors"].items():
         if name not in weights:
@@ -171,24 +322,10 @@ def load_checkpoint(path: str | os.PathLike[str], with_training_state: bool = Fa
                 f"{path / 'model.safetensors'}: {name} has shape {list(weights[name].shape)}, "
                 f"config.json says {shape}"
             )
-        if str(weights[name].dtype) != config.get("dtype", "float32"):
+        if str(weights[name].dtype) != "float32":
             raise CheckpointError(
                 f"{path / 'model.safetensors'}: {name} has dtype {weights[name].dtype}, expected float32"
             )
-    try:
-        tokenizer = CharTokenizer.from_dict(
-            json.loads(_read(path, "tokenizer.json", sha.get("tokenizer.json")).decode("utf-8")),
-            source=str(path / "tokenizer.json"),
-        )
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path / 'tokenizer.json'} is not valid JSON: {exc}") from None
-    except TinyGPTError as exc:
-        raise CheckpointError(str(exc)) from None
-    if tokenizer.vocab_size != model_config.vocab_size:
-        raise CheckpointError(
-            f"{path / 'tokenizer.json'} has {tokenizer.vocab_size} characters but the model was built for "
-            f"vocab_size={model_config.vocab_size}; the files come from different runs"
-        )
     model = TinyGPT(model_config)
     for name, p in model.named_parameters():
         if name in weights and tuple(weights[name].shape) != p.shape:
@@ -200,27 +337,47 @@ def load_checkpoint(path: str | os.PathLike[str], with_training_state: bool = Fa
     model.load_state_dict(weights, source=str(path / "model.safetensors"))
     checkpoint = Checkpoint(path, model, tokenizer)
     if "trainer.json" in sha:
-        try:
-            checkpoint.trainer_state = json.loads(
-                _read(path, "trainer.json", sha["trainer.json"]).decode("utf-8")
-            )
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{path / 'trainer.json'} is not valid JSON: {exc}") from None
+        file = path / "trainer.json"
+        checkpoint.trainer_state = _trainer_state(
+            parse_json(_read(path, "trainer.json", sha["trainer.json"]), file), file
+        )
     if with_training_state:
-        if "trainer.json" not in sha or "optimizer.safetensors" not in sha:
+        if any(name not in sha for name in TRAINING_FILES):
             raise CheckpointError(
                 f"{path} holds weights only (no optimizer or trainer state), so training cannot resume "
                 "from it; resume from the run directory's latest checkpoint"
             )
-        trainer_state = checkpoint.trainer_state
+        missing = [k for k in ("step", "data_rng", "model_rng") if k not in checkpoint.trainer_state]
+        if missing:
+            raise CheckpointError(
+                f"{path / 'trainer.json'} lacks {missing}, so training cannot resume from it"
+            )
         arrays = _load_safetensors(
             path, "optimizer.safetensors", _read(path, "optimizer.safetensors", sha["optimizer.safetensors"])
         )
-        checkpoint.optimizer_state = {"step_count": trainer_state["optimizer_step_count"], "arrays": arrays}
+        step_count = checkpoint.trainer_state.get("optimizer_step_count", 0)
+        checkpoint.optimizer_state = {"step_count": step_count, "arrays": arrays}
     return checkpoint
 
 
 # Run directories -----------------------------------------------------------------
+def read_pointer(run_dir: Path, which: str) -> Path:
+    """The checkpoint directory ``run_dir/<which>.json`` names (it need not exist any more)."""
+    pointer = run_dir / f"{which}.json"
+    try:
+        data = parse_json(_read_bytes(_regular_file(run_dir, pointer.name), POINTER_MAX_BYTES), pointer)
+        target = data["checkpoint"]
+    except (CheckpointError, KeyError, TypeError):
+        raise CheckpointError(f"{pointer} is corrupt; point --checkpoint at a checkpoint directory") from None
+    parts = Path(target).parts if isinstance(target, str) else ()
+    if not parts or Path(target).is_absolute() or ".." in parts:
+        raise CheckpointError(
+            f"{pointer} names {target!r}, which is not a checkpoint inside the run directory; "
+            "point --checkpoint at a checkpoint directory"
+        )
+    return run_dir / target
+
+
 def resolve_checkpoint(path: str | os.PathLike[str], which: str = "best") -> Path:
     """A checkpoint directory, given one or a run directory (then its ``which``: best or latest)."""
     path = Path(path)
@@ -230,13 +387,8 @@ def resolve_checkpoint(path: str | os.PathLike[str], which: str = "best") -> Pat
         return path
     pointer = path / f"{which}.json"
     if pointer.exists():
-        try:
-            target = json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-            raise CheckpointError(
-                f"{pointer} is corrupt; point --checkpoint at a checkpoint directory"
-            ) from None
-        checkpoint = path / target
+        checkpoint = read_pointer(path, which)
+        target = checkpoint.relative_to(path).as_posix()
         if not checkpoint.exists():
             # A kill between save_checkpoint's two renames leaves the previous version here.
             moved = checkpoint.with_name(f".{checkpoint.name}.old")

@@ -22,6 +22,10 @@ class TokenizerError(TinyGPTError, ValueError):
     """Text cannot be encoded (unknown character) or ids cannot be decoded."""
 
 
+class TokenIdError(TinyGPTError, IndexError):
+    """A token id lies outside the vocabulary (negative ids included: they never wrap around)."""
+
+
 class CorpusError(TinyGPTError):
     """A corpus is missing, empty, too short, or not valid UTF-8."""
 

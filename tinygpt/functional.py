@@ -14,7 +14,7 @@ import math
 
 from tinygpt import backend
 from tinygpt.backend import Generator
-from tinygpt.errors import ShapeError
+from tinygpt.errors import ShapeError, TokenIdError
 from tinygpt.tensor import Array, Tensor, concat, no_grad, op, split, stack, tensor
 
 __all__ = [
@@ -166,6 +166,20 @@ def _as_index_array(ids: Tensor | Array) -> Array:
     return data
 
 
+def _check_ids(flat: Array, vocab: int) -> None:
+    """Raise TokenIdError unless every id is in [0, vocab): ``take`` would wrap -1 to the last row."""
+    if flat.shape[0] == 0:
+        return
+    xp = backend.current().xp
+    low, high = int(xp.min(flat)), int(xp.max(flat))
+    if low < 0 or high >= vocab:
+        bad = low if low < 0 else high
+        raise TokenIdError(
+            f"token id {bad} is outside the vocabulary [0, {vocab}); the ids come from another tokenizer "
+            "or model (negative ids are not counted from the end)"
+        )
+
+
 @op("embedding")
 def embedding(ids: Tensor | Array, weight: Tensor) -> Tensor:
     """Rows of ``weight`` (V, C) at integer ``ids`` (...) -> (..., C).
@@ -178,6 +192,7 @@ def embedding(ids: Tensor | Array, weight: Tensor) -> Tensor:
     idx = _as_index_array(ids)
     flat = xp.reshape(idx, (-1,))
     vocab, width = weight.shape
+    _check_ids(flat, vocab)
     out = xp.reshape(xp.take(weight.data, flat, axis=0), tuple(idx.shape) + (width,))
 
     def backward(g: Array) -> tuple[Array]:

@@ -151,29 +151,36 @@ class TextGeneration:
         self.model = model
         self.tokenizer = tokenizer
 
-    def _prompt_ids(self, prompt: str) -> list[int]:
-        # An empty prompt starts from a newline, the most common "start of a speech".
+    def prompt_ids(self, prompt: str, on_unknown: str = "error") -> list[int]:
+        """The ids generation starts from; an empty prompt starts a line (the usual start of a speech)."""
         text = prompt or ("\n" if "\n" in self.tokenizer.chars else self.tokenizer.chars[0])
-        return self.tokenizer.encode(text)
+        return self.tokenizer.encode(text, on_unknown)
 
     def sample(
-        self, prompt: str = "", max_new_tokens: int = 200, num_samples: int = 1, **options: Any
+        self,
+        prompt: str = "",
+        max_new_tokens: int = 200,
+        num_samples: int = 1,
+        on_unknown: str = "error",
+        **options: Any,
     ) -> list[str]:
-        """``num_samples`` continuations of ``prompt`` (each including the prompt)."""
+        """``num_samples`` continuations of ``prompt`` (each including the prompt), generated as one batch."""
         if num_samples < 1:
             raise ConfigError(f"num_samples (--num-samples) must be >= 1, got {num_samples}")
-        ids = self._prompt_ids(prompt)
+        ids = self.prompt_ids(prompt, on_unknown)
         rows = generate(self.model, [ids] * num_samples, max_new_tokens, **options)
         start = 0 if prompt else len(ids)
         return [self.tokenizer.decode(r[start:]) for r in rows]
 
-    def stream(self, prompt: str = "", max_new_tokens: int = 200, **options: Any) -> Iterator[str]:
+    def stream(
+        self, prompt: str = "", max_new_tokens: int = 200, on_unknown: str = "error", **options: Any
+    ) -> Iterator[str]:
         """Yield the continuation of ``prompt`` character by character as it is generated.
 
         The prompt and options are checked here, before the first character, so a
         caller that prints the prompt first never prints it above an error.
         """
-        ids = self._prompt_ids(prompt)
+        ids = self.prompt_ids(prompt, on_unknown)
         validate_sampling(options.get("temperature", 1.0), options.get("top_k"), options.get("top_p"))
         steps = generate_stream(self.model, [ids], max_new_tokens, **options)
         return (self.tokenizer.decode(step) for step in steps)

@@ -80,15 +80,19 @@ class Optimizer:
         return {"step_count": self.step_count, "arrays": arrays}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step_count = int(state["step_count"])
+        """Restore ``state_dict()`` output; names, indices and shapes are checked (ConfigError)."""
         params = self.parameters
-        self.state = {}
+        loaded: dict[int, dict[str, Any]] = {}
         for name, value in state["arrays"].items():
-            index, key = name.split(".", 1)
+            index, _, key = name.partition(".")
+            if not index.isdigit() or not key or int(index) >= len(params):
+                raise ConfigError(f"optimizer state {name!r} names no parameter of this model")
             p = params[int(index)]
             if tuple(value.shape) != p.shape:
                 raise ConfigError(f"optimizer state {name} has shape {value.shape}, parameter has {p.shape}")
-            self.state.setdefault(id(p), {})[key] = backend.asarray(value, dtype=p.dtype)
+            loaded.setdefault(id(p), {})[key] = backend.asarray(value, dtype=p.dtype)
+        self.step_count = int(state["step_count"])
+        self.state = loaded
 
 
 class SGD(Optimizer):

@@ -9,9 +9,11 @@ same ids.
 
 from __future__ import annotations
 
+import collections
 import json
 import operator
 import os
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 from tinygpt.errors import TokenizerError
 from tinygpt.files import write_json_atomic
 
+UNKNOWN_CHOICES = ("error", "skip", "replace")
 FORMAT = "tinygpt-char-tokenizer"
 VERSION = 1
 
@@ -92,27 +95,49 @@ class CharTokenizer:
     def __repr__(self) -> str:
         return f"CharTokenizer(vocab_size={self.vocab_size}, unknown={self._unknown!r})"
 
-    def encode(self, text: str) -> list[int]:
-        """Turn text into token ids, one per character."""
+    def encode(self, text: str, on_unknown: str = "error") -> list[int]:
+        """Turn text into token ids, one per character.
+
+        A character outside the vocabulary is an error (``on_unknown="error"``), is
+        dropped (``"skip"``), or becomes the tokenizer's ``unknown`` character, else a
+        space (``"replace"``). ``tinygpt sample --unknown`` offers the same choice.
+        """
         ids = self._ids
         try:
             return [ids[c] for c in text]
         except KeyError:
             pass
         # Slow path, only when some character is missing: find it or substitute.
-        if self._unknown is not None:
-            fallback = ids[self._unknown]
-            return [ids.get(c, fallback) for c in text]
-        for position, char in enumerate(text):
-            if char not in ids:
+        if on_unknown not in UNKNOWN_CHOICES:
+            raise TokenizerError(f"on_unknown must be one of {UNKNOWN_CHOICES}, got {on_unknown!r}")
+        fallback = self._unknown
+        if on_unknown == "replace" and fallback is None:
+            fallback = " " if " " in ids else None
+            if fallback is None:
                 raise TokenizerError(
-                    f"character {_describe(char)} at position {position} is not in "
-                    f"the tokenizer's vocabulary of {self.vocab_size} characters; "
-                    "remove it from the text, build the tokenizer from text that "
-                    "contains it, or pass unknown=<a vocabulary character> to map "
-                    "unseen characters to it"
+                    "on_unknown='replace' needs a character to replace with, and this vocabulary has no space; "
+                    "use on_unknown='skip' (--unknown skip)"
                 )
-        raise AssertionError("unreachable: a missing character was not found")
+        if on_unknown == "skip":
+            return [ids[c] for c in text if c in ids]
+        if fallback is not None:
+            return [ids.get(c, ids[fallback]) for c in text]
+        position, char = next((i, c) for i, c in enumerate(text) if c not in ids)
+        raise TokenizerError(
+            f"character {_describe(char)} at position {position} is not in the tokenizer's vocabulary of "
+            f"{self.vocab_size} characters; remove it, or drop or replace unseen characters "
+            f"(on_unknown='skip' or 'replace'; tinygpt sample --unknown skip|replace){self._normalization_hint(text)}"
+        )
+
+    def _normalization_hint(self, text: str) -> str:
+        """A hint when another Unicode normalization of ``text`` would fit the vocabulary (é vs e + ◌́)."""
+        for form in ("NFC", "NFKC", "NFD"):
+            if all(c in self._ids for c in unicodedata.normalize(form, text)):
+                return (
+                    f". The text may differ from the training text only by its Unicode normalization: "
+                    f"unicodedata.normalize({form!r}, text) fits the vocabulary"
+                )
+        return ""
 
     def decode(self, ids: Iterable[int]) -> str:
         """Turn token ids (list, iterable, or array with ``.tolist()``) into text."""
@@ -173,9 +198,10 @@ class CharTokenizer:
         for index, char in enumerate(chars):
             if not isinstance(char, str) or len(char) != 1:
                 raise fail(f"'chars' entry {index} is {char!r}, not a single character")
-        if len(set(chars)) != len(chars):
-            dupes = sorted({c for c in chars if chars.count(c) > 1})
-            raise fail("'chars' has duplicate entries: " + ", ".join(_describe(c) for c in dupes))
+        if len(set(chars)) != len(chars):  # linear: a hostile file may hold a million entries
+            dupes = sorted(c for c, n in collections.Counter(chars).items() if n > 1)
+            shown = ", ".join(_describe(c) for c in dupes[:10]) + (" ..." if len(dupes) > 10 else "")
+            raise fail(f"'chars' has {len(dupes)} duplicate entries: {shown}")
         if chars != sorted(chars):
             raise fail("'chars' is not sorted, so ids would not match training")
         unknown = data.get("unknown")

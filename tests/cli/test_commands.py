@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import signal
 import subprocess
 
 import pytest
@@ -387,3 +388,43 @@ def test_bad_flag_in_a_fresh_process_has_no_traceback(tmp_path, corpus):
     assert_one_line_error(done.returncode, done.stderr, "--dropout", "[0, 1)")
     done = run_subprocess("sample", "--checkpoint", tmp_path, cwd=tmp_path)
     assert_one_line_error(done.returncode, done.stderr, "neither a checkpoint")
+
+
+def test_unseen_prompt_characters_can_be_skipped_or_replaced(capsys, run_dir):
+    code, _, err = run_cli(
+        capsys, "sample", "--checkpoint", run_dir, "--prompt", "First✓", "--max-new-tokens", 5
+    )
+    assert_one_line_error(code, err, "✓", "--unknown skip|replace")
+    for choice, shown in (("skip", "First"), ("replace", "First ")):
+        code, out, err = run_cli(
+            capsys, "sample", "--checkpoint", run_dir, "--prompt", "First✓", "--max-new-tokens", 5,
+            "--unknown", choice, "--seed", 0,
+        )  # fmt: skip
+        assert code == 0, err
+        assert out.startswith(shown) and len(out) == len(shown) + 5 + 1
+
+
+def test_several_samples_are_streamed_as_they_are_made_and_ctrl_c_stops(tmp_path, run_dir):
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "tinygpt", "sample", "--checkpoint", str(run_dir), "--num-samples", "2",
+         "--max-new-tokens", "10000000", "--seed", "0"],
+        env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout.readline() == "--- sample 1 ---\n"  # the first sample streams at once
+    assert len(proc.stdout.read(200)) == 200
+    estimate = proc.stderr.readline() + proc.stderr.readline()  # a blank line, then the estimate
+    assert "tinygpt sample: about" in estimate and "Ctrl-C stops" in estimate
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+
+
+def test_time_left_is_said_only_for_long_work():
+    from tinygpt.cli.sample import time_left
+
+    assert time_left(10, 20, 0.5) is None  # too early to tell
+    assert time_left(500, 1000, 2.0) is None  # 2 more seconds
+    assert time_left(100, 1_000_000, 1.0) == (
+        "tinygpt sample: about 2.8 h for the remaining 999,900 tokens at 100 tokens/s; Ctrl-C stops"
+    )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tinygpt import backend
-from tinygpt.errors import ConfigError
+from tinygpt.errors import ConfigError, ShapeError, TokenIdError
 from tinygpt.models import GPTConfig, TinyGPT
 
 
@@ -71,3 +71,42 @@ def test_config_from_dict_is_strict_about_keys():
         GPTConfig.from_dict({"vocab_size": 5, "n_layers": 2})
     with pytest.raises(ConfigError, match=r"missing keys \['vocab_size'\]"):
         GPTConfig.from_dict({"n_layer": 2})
+
+
+# The Python API checks its inputs as the CLI does ------------------------------------------
+def _small():
+    return TinyGPT(GPTConfig(vocab_size=5, block_size=8, n_layer=1, n_head=1, n_embd=8))
+
+
+@pytest.mark.parametrize("bad", [-1, 5, -5, 1000])
+def test_token_ids_outside_the_vocabulary_are_refused_negative_ones_included(xp_backend, bad):
+    with pytest.raises(TokenIdError, match=rf"token id {bad} is outside the vocabulary \[0, 5\)"):
+        _small()(backend.asarray([[0, bad, 1]]))
+
+
+def test_plain_lists_work_and_a_1d_prompt_is_explained(xp_backend):
+    model = _small()
+    np.testing.assert_array_equal(
+        backend.to_numpy(model([[1, 2, 3]]).data), backend.to_numpy(model(backend.asarray([[1, 2, 3]])).data)
+    )
+    with pytest.raises(ShapeError, match=r"1-D sequence of 3 ids; for one sequence pass \[ids\]"):
+        model([1, 2, 3])
+
+
+@pytest.mark.parametrize("ids", [[[]], [], [[1.5, 2.0]], "abc"])
+def test_empty_float_or_text_ids_are_refused(xp_backend, ids):
+    with pytest.raises(ShapeError):
+        _small()(ids)
+
+
+@pytest.mark.parametrize("config", [None, {"vocab_size": 5}, 5])
+def test_tinygpt_needs_a_gptconfig(config):
+    with pytest.raises(ConfigError, match="TinyGPT needs a GPTConfig"):
+        TinyGPT(config)
+
+
+def test_generation_refuses_out_of_range_prompt_ids(xp_backend):
+    from tinygpt.generation import generate
+
+    with pytest.raises(TokenIdError, match="-2"):
+        generate(_small(), [[1, -2]], 3)

@@ -1,12 +1,17 @@
 """The run directory: a run deletes only what it wrote, and refuses a directory holding anything else."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
 
 import pytest
 
-from tests.lm_helpers import tiny_model
-from tinygpt.checkpoint import resolve_checkpoint, save_checkpoint
+from tests.lm_helpers import subprocess_env, tiny_model
+from tinygpt.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from tinygpt.errors import ConfigError
 from tinygpt.tokenizer import CharTokenizer
 from tinygpt.training.run_directory import RunDirectory
@@ -162,3 +167,90 @@ def test_debris_of_a_killed_save_is_ours_and_cleaned(tmp_path, monkeypatch):
     reopened.resume()
     reopened.save(3, _model(3), _tokenizer())
     assert sorted(p.name for p in (run.path / "checkpoints").iterdir()) == ["step-0000003"]
+
+
+# One writer per run directory --------------------------------------------------------------
+def test_a_second_holder_is_refused_at_once_naming_the_first(tmp_path):
+    first, second = RunDirectory(tmp_path / "run"), RunDirectory(tmp_path / "run")
+    with first.locked():
+        with pytest.raises(
+            ConfigError, match=rf"in use by another tinygpt process \(pid {os.getpid()} on host "
+        ):
+            with second.locked():
+                pass
+    with second.locked():  # released: free again
+        pass
+
+
+def test_a_lock_left_by_a_killed_process_is_not_stale(tmp_path):
+    code = (
+        "import os, sys, time; from tinygpt.training import RunDirectory\n"
+        f"r = RunDirectory({str(tmp_path / 'run')!r})\n"
+        "with r.locked():\n    print('locked', flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=subprocess_env()
+    )
+    assert proc.stdout.readline().strip() == "locked"
+    with pytest.raises(ConfigError, match=f"pid {proc.pid}"):
+        with RunDirectory(tmp_path / "run").locked():
+            pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert (tmp_path / "run" / "run.lock").exists()  # left behind by the kill ...
+    with RunDirectory(tmp_path / "run").locked():  # ... and not in the way
+        pass
+
+
+def test_a_new_directory_made_only_for_the_lock_is_removed_again(tmp_path):
+    with RunDirectory(tmp_path / "new").locked():
+        assert (tmp_path / "new" / "run.lock").exists()
+    assert not (tmp_path / "new").exists()
+
+
+# Readers while a run trains --------------------------------------------------------------------
+def test_a_reader_follows_the_pointer_when_its_checkpoint_is_pruned_mid_read(tmp_path, monkeypatch):
+    from tinygpt import checkpoint
+
+    run = _started(tmp_path)
+    run.save(1, _model(1), _tokenizer())
+    real_read, calls = checkpoint._read, {"n": 0}
+
+    def read_while_the_run_moves_on(path, name, sha):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the trainer saves step 2 and prunes step 1 while we read it
+            run.save(2, _model(2), _tokenizer())
+        return real_read(path, name, sha)
+
+    monkeypatch.setattr(checkpoint, "_read", read_while_the_run_moves_on)
+    loaded = load_checkpoint(run.path, which="latest")
+    assert loaded.path.name == "step-0000002"
+    assert not (run.path / "checkpoints" / "step-0000001").exists()
+
+
+def test_readers_never_fail_while_a_writer_saves_and_prunes(tmp_path):
+    run = _started(tmp_path)
+    run.save(0, _model(0), _tokenizer())
+    models = [_model(i) for i in range(3)]
+    barrier, stop, errors = threading.Barrier(2), threading.Event(), []
+
+    def write():
+        barrier.wait()
+        for step in range(1, 40):
+            run.save(step, models[step % 3], _tokenizer())
+        stop.set()
+
+    def read():
+        barrier.wait()
+        while not stop.is_set():
+            try:
+                load_checkpoint(run.path, which="latest")
+            except Exception as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=write), threading.Thread(target=read)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors[:3]

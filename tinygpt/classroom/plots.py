@@ -62,12 +62,12 @@ def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             f"{path} does not exist; give the --out directory of `tinygpt train` (it writes metrics.jsonl)"
         )
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().decode("utf-8", "replace").splitlines():
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
-        if isinstance(record, dict) and "iter" in record:
+        except (ValueError, RecursionError):
+            continue  # a line cut short by a kill, or not ours
+        if isinstance(record, dict) and type(record.get("iter")) is int:
             records.append(record)
     if not records:
         raise CheckpointError(f"{path} holds no evaluation records yet; train for at least one eval interval")
@@ -81,7 +81,8 @@ def plot_loss_curves(run_dir: str | os.PathLike[str], out: str | os.PathLike[str
     fig = _figure(LOSS_FIGSIZE)
     ax = fig.add_subplot()
     for key, label, style in (("train_loss", "train", "-o"), ("val_loss", "validation", "-s")):
-        ax.plot(steps, [r.get(key, math.nan) for r in records], style, label=label, markersize=3)
+        values = [r.get(key) if type(r.get(key)) in (int, float) else math.nan for r in records]
+        ax.plot(steps, values, style, label=label, markersize=3)
     ax.set_xlabel("training step")
     ax.set_ylabel("cross-entropy (nats per character)")
     ax.set_title(f"loss: {Path(run_dir).name}")

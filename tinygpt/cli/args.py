@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 from tinygpt import backend
-from tinygpt.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
+from tinygpt.checkpoint import Checkpoint, load_checkpoint
 from tinygpt.data import CORPORA, load_corpus
+from tinygpt.errors import ConfigError
 from tinygpt.settings import NONNEGATIVE_INT, OPEN_FRACTION, POSITIVE_FLOAT, POSITIVE_INT, Rule, flag_of
 from tinygpt.training import distributed
 
@@ -46,6 +48,24 @@ nonnegative_int = flag_type(NONNEGATIVE_INT)
 positive_float = flag_type(POSITIVE_FLOAT)
 
 
+class Given(argparse.Action):
+    """Store the value and remember that the user gave this flag (``given(args)``).
+
+    Resuming a run must tell "--val-fraction 0.1 typed now" from "0.1 because nothing was typed".
+    """
+
+    def __call__(
+        self, parser: Any, namespace: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
+
+
+def given(args: argparse.Namespace) -> set[str]:
+    """The destinations of the ``Given`` flags the user typed."""
+    return set(getattr(args, "given", ()))
+
+
 def add_settings(group: Any, config_class: type, skip: tuple[str, ...] = ()) -> None:
     """One flag per ``setting`` field of ``config_class``: its name, type, default, choices and help."""
     for field in dataclasses.fields(config_class):
@@ -55,6 +75,7 @@ def add_settings(group: Any, config_class: type, skip: tuple[str, ...] = ()) -> 
         options: dict[str, Any] = {
             "dest": field.name,
             "help": field.metadata["help"] + " (default: %(default)s)",
+            "action": Given,
         }
         if field.default is not dataclasses.MISSING:
             options["default"] = field.default
@@ -102,20 +123,25 @@ def add_checkpoint_flags(p: argparse.ArgumentParser) -> None:
 def load(args: argparse.Namespace) -> Checkpoint:
     """The checkpoint ``--checkpoint``/``--which`` name, loaded on the selected backend."""
     select_backend(args)
-    return load_checkpoint(resolve_checkpoint(args.checkpoint, args.which))
+    return load_checkpoint(args.checkpoint, which=args.which)
 
 
 def add_data_flags(p: argparse.ArgumentParser, default_corpus: str | None) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument(
-        "--corpus", choices=CORPORA, default=default_corpus, help="built-in corpus (default: %(default)s)"
+        "--corpus",
+        choices=CORPORA,
+        default=default_corpus,
+        action=Given,
+        help="built-in corpus (default: %(default)s; on resume and eval: what the run recorded)",
     )
-    group.add_argument("--text", metavar="PATH", help="train on any UTF-8 text file instead")
+    group.add_argument("--text", metavar="PATH", action=Given, help="train on any UTF-8 text file instead")
     p.add_argument(
         "--val-fraction",
         type=flag_type(OPEN_FRACTION),
         default=0.1,
-        help="last fraction of the text held out",
+        action=Given,
+        help="last fraction of the text held out (default: %(default)s; on resume and eval: what the run recorded)",
     )
 
 
@@ -123,4 +149,62 @@ def load_text(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """The text ``--corpus``/``--text`` name, and how to find it again (recorded in checkpoints)."""
     text = load_corpus(args.corpus, args.text)
     source = {"text": str(Path(args.text).resolve())} if args.text else {"corpus": args.corpus}
-    return text, {**source, "val_fraction": args.val_fraction}
+    return text, {**source, "val_fraction": args.val_fraction, "sha256": text_sha256(text)}
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def recorded_text(
+    args: argparse.Namespace, recorded: dict[str, Any], strict: bool
+) -> tuple[str, dict[str, Any]]:
+    """The text and split a run recorded (``trainer.json``'s ``data``), for resume (strict) or eval.
+
+    Flags the user typed win in eval; in a resume (``strict``) a flag that disagrees with the
+    recording is refused with both values, so a run never silently changes its data.
+    """
+    typed = given(args)
+    if not recorded:  # a run from before tinygpt recorded its data: the flags it is
+        return load_text(args)
+    fraction = recorded.get("val_fraction", 0.1)
+    if "val_fraction" in typed and args.val_fraction != fraction:
+        if strict:
+            raise ConfigError(
+                f"--val-fraction {args.val_fraction} conflicts with the run, which holds out {fraction}: "
+                "changing it would move validation text into training; drop --val-fraction to resume"
+            )
+        fraction = args.val_fraction
+    if typed & {"text", "corpus"} and not strict:
+        text, info = load_text(args)
+        return text, {**info, "val_fraction": fraction}
+    where = recorded.get("text") or f"the {recorded.get('corpus', 'shakespeare')!r} corpus"
+    if "text" in typed:
+        text = load_corpus(None, args.text)
+    elif "corpus" in typed:
+        if args.corpus != recorded.get("corpus"):
+            raise ConfigError(
+                f"--corpus {args.corpus} conflicts with the run, which trained on {where}; "
+                "drop --corpus to resume on the recorded text"
+            )
+        text = load_corpus(args.corpus, None)
+    elif "text" in recorded:
+        if not Path(recorded["text"]).exists():
+            raise ConfigError(
+                f"the run trained on {recorded['text']}, which no longer exists; if it moved, pass "
+                "--text with its new path"
+            )
+        text = load_corpus(None, recorded["text"])
+    else:
+        text = load_corpus(recorded.get("corpus", "shakespeare"), None)
+    digest = recorded.get("sha256")
+    if digest is not None and text_sha256(text) != digest:
+        given_path = f"--text {args.text}" if "text" in typed else where
+        raise ConfigError(
+            f"{given_path} is not the text the run trained on ({where}): its SHA-256 differs. "
+            "Resume with the original text, or start a new run with --out elsewhere"
+        )
+    source: dict[str, Any] = {k: recorded[k] for k in ("text", "corpus") if k in recorded}
+    if "text" in typed:
+        source = {"text": str(Path(args.text).resolve())}
+    return text, {**source, "val_fraction": fraction, "sha256": text_sha256(text)}

@@ -7,8 +7,8 @@ import json
 import time
 from typing import Any
 
-from tinygpt.checkpoint import load_checkpoint, resolve_checkpoint
-from tinygpt.cli.args import add_checkpoint_flags, add_data_flags, load_text, positive_int, select_backend
+from tinygpt.checkpoint import load_checkpoint
+from tinygpt.cli.args import add_checkpoint_flags, add_data_flags, positive_int, recorded_text, select_backend
 from tinygpt.data import split_for_training
 from tinygpt.training import distributed, evaluate_ids
 
@@ -26,16 +26,13 @@ def run(args: argparse.Namespace) -> int:
     world = distributed.world()  # under mpiexec, each rank evaluates a share of the windows
     select_backend(args)
     world.use_local_gpu(explicit=args.device)
-    ckpt = load_checkpoint(resolve_checkpoint(args.checkpoint, args.which))
-    recorded = ckpt.trainer_state.get("data", {})
-    if args.text is None and args.corpus is None:  # the text the run trained on
-        args.corpus = recorded.get("corpus", "shakespeare")
-        args.text = recorded.get("text")
-        if args.text:
-            args.corpus = None
-    text, _ = load_text(args)
+    ckpt = load_checkpoint(args.checkpoint, which=args.which)
+    if args.text is None and args.corpus is None and not ckpt.trainer_state.get("data"):
+        args.corpus = "shakespeare"  # a checkpoint that recorded no text: the default corpus
+    # The text and split the run recorded, unless --text, --corpus or --val-fraction say otherwise.
+    text, data = recorded_text(args, ckpt.trainer_state.get("data", {}), strict=False)
     block = ckpt.model.config.block_size
-    _, val_ids = split_for_training(text, ckpt.tokenizer, args.val_fraction, block)
+    _, val_ids = split_for_training(text, ckpt.tokenizer, data["val_fraction"], block)
     start = time.perf_counter()
     loss = evaluate_ids(ckpt.model, val_ids, args.batch_size, None if world.is_main else False, world)
     windows = val_ids.shape[0] // block

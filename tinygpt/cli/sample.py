@@ -1,11 +1,13 @@
-"""``tinygpt sample``: generate text from a trained model."""
+"""``tinygpt sample``: generate text from a trained model, streamed as it is made."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
+from tinygpt import backend
 from tinygpt.cli.args import (
     add_checkpoint_flags,
     flag_type,
@@ -16,6 +18,10 @@ from tinygpt.cli.args import (
 )
 from tinygpt.generation import TextGeneration
 from tinygpt.settings import TOP_P
+from tinygpt.tokenizer import UNKNOWN_CHOICES
+
+ESTIMATE_AFTER_S = 1.0  # measure the speed this long before saying how long the rest will take
+ESTIMATE_FROM_S = 60.0  # say it only when the rest would take longer than this
 
 
 def add_parser(sub: Any) -> None:
@@ -26,31 +32,56 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--temperature", type=positive_float, default=0.8)
     p.add_argument("--top-k", type=positive_int, default=None)
     p.add_argument("--top-p", type=flag_type(TOP_P), default=None)
-    p.add_argument("--num-samples", type=positive_int, default=1)
+    p.add_argument("--num-samples", type=positive_int, default=1, help="samples, each streamed as it is made")
     p.add_argument("--seed", type=nonnegative_int, default=None)
+    p.add_argument(
+        "--unknown",
+        choices=UNKNOWN_CHOICES,
+        default="error",
+        help="prompt characters the model never saw: an error, skipped, or replaced by a space (default: error)",
+    )
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context for every token")
     p.set_defaults(run=run)
+
+
+def time_left(done: int, total: int, elapsed_s: float) -> str | None:
+    """'about 3 min for the remaining 90,000 tokens' when the rest would take long, else None."""
+    if done == 0 or elapsed_s < ESTIMATE_AFTER_S:
+        return None
+    rest = (total - done) * elapsed_s / done
+    if rest < ESTIMATE_FROM_S:
+        return None
+    span = f"{rest / 3600:.1f} h" if rest >= 3600 else f"{rest / 60:.0f} min"
+    return (
+        f"tinygpt sample: about {span} for the remaining {total - done:,} tokens at {done / elapsed_s:.0f} "
+        "tokens/s; Ctrl-C stops"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     ckpt = load(args)
     gen = TextGeneration(ckpt.model, ckpt.tokenizer)
-    options = {
-        "temperature": args.temperature,
-        "top_k": args.top_k,
-        "top_p": args.top_p,
-        "seed": args.seed,
-        "use_cache": not args.no_cache,
-    }
-    if args.num_samples == 1:
-        pieces = gen.stream(args.prompt, args.max_new_tokens, **options)  # checks the prompt first
-        sys.stdout.write(args.prompt)
+    rng = backend.Generator(args.seed)  # one stream for all samples: --seed repeats them all
+    options = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "rng": rng}
+    prompt = ckpt.tokenizer.decode(gen.prompt_ids(args.prompt, args.unknown)) if args.prompt else ""
+    total = args.max_new_tokens * args.num_samples
+    done, start, estimated = 0, time.perf_counter(), False
+    for i in range(args.num_samples):
+        pieces = gen.stream(  # checks the prompt and options before anything is printed
+            args.prompt, args.max_new_tokens, on_unknown=args.unknown, use_cache=not args.no_cache, **options
+        )
+        if args.num_samples > 1:
+            sys.stdout.write(f"--- sample {i + 1} ---\n")
+        sys.stdout.write(prompt)
         for piece in pieces:
             sys.stdout.write(piece)
             sys.stdout.flush()
+            done += 1
+            if not estimated:
+                message = time_left(done, total, time.perf_counter() - start)
+                if message is not None:
+                    print(f"\n{message}", file=sys.stderr, flush=True)
+                estimated = message is not None or time.perf_counter() - start > ESTIMATE_AFTER_S
         sys.stdout.write("\n")
-        return 0
-    samples = gen.sample(args.prompt, args.max_new_tokens, args.num_samples, show_progress=None, **options)
-    for i, text in enumerate(samples):
-        print(f"--- sample {i + 1} ---\n{text}")
+        sys.stdout.flush()
     return 0

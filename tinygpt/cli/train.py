@@ -4,29 +4,33 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tinygpt import backend
-from tinygpt.checkpoint import load_checkpoint, resolve_checkpoint
+from tinygpt.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from tinygpt.classroom.profiler import Profiler
 from tinygpt.cli.args import (
     add_backend_flags,
     add_data_flags,
     add_settings,
+    given,
     load_text,
     nonnegative_int,
+    recorded_text,
     select_backend,
     settings_from,
 )
 from tinygpt.data import split_for_training
-from tinygpt.errors import ConfigError
+from tinygpt.errors import CheckpointError, ConfigError
 from tinygpt.generation import TextGeneration
 from tinygpt.models.gpt import GPTConfig, TinyGPT
+from tinygpt.settings import flag_of
 from tinygpt.tokenizer import CharTokenizer
 from tinygpt.training import LanguageModelTrainer, RunDirectory, TrainConfig, distributed
 from tinygpt.training.data_parallel import DataParallel
-from tinygpt.training.loop import print_line
 
 
 def add_parser(sub: Any) -> None:
@@ -70,68 +74,139 @@ def check_memory(config: GPTConfig, batch_size: int, sharing: int = 1) -> None:
         )
 
 
+def resumed_settings(args: argparse.Namespace, ckpt: Checkpoint) -> TrainConfig:
+    """The run's recorded TrainConfig with the flags typed now applied, each change said aloud.
+
+    The model's shape cannot change on resume: a typed model flag that disagrees is refused.
+    """
+    typed = given(args)
+    for field in dataclasses.fields(GPTConfig):
+        recorded = getattr(ckpt.model.config, field.name)
+        if field.name in typed and getattr(args, field.name) != recorded:
+            raise ConfigError(
+                f"{flag_of(field)} {getattr(args, field.name)} conflicts with the run's model "
+                f"({field.name}={recorded}); drop the flag to resume, or start a new run with --out elsewhere"
+            )
+    data = ckpt.trainer_state.get("train_config")
+    if data is None:  # a run from before tinygpt recorded its settings: the flags are the settings
+        return cast(TrainConfig, settings_from(args, TrainConfig))
+    try:
+        recorded_config = TrainConfig.from_dict(data, source=str(ckpt.path / "trainer.json"))
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+    changes = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if f.name in typed and getattr(args, f.name) != getattr(recorded_config, f.name)
+    }
+    for name, value in changes.items():
+        print(f"resuming with {name} {getattr(recorded_config, name)} -> {value} (as typed)", flush=True)
+    return dataclasses.replace(recorded_config, **changes)
+
+
 def run(args: argparse.Namespace) -> int:
     world = distributed.world()  # several processes only under mpiexec or srun
     select_backend(args)
     shared_gpu = world.use_local_gpu(explicit=args.device)
     backend.tune_allocator()
-    say = print_line if world.is_main else distributed.silent  # rank 0 speaks for the run
+    with contextlib.ExitStack() as stack:
+        if not world.is_main:  # rank 0 speaks for the run; the others compute
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+        return _run(args, world, DataParallel(world, shared_gpu) if world.size > 1 else None)
+
+
+def _run(args: argparse.Namespace, world: distributed.World, parallel: DataParallel | None) -> int:
     if world.size > 1:
-        say(world.description)
+        print(world.description, flush=True)
     out = Path(args.out or f"runs/{Path(args.text).stem if args.text else args.corpus}")
     run_dir = RunDirectory(out)
-    latest = None
-    if args.resume:  # only rank 0 opens the run directory; the others read its latest checkpoint
-        latest = run_dir.resume() if world.is_main else resolve_checkpoint(out, "latest")
-    if latest is None:
-        run_dir.check_new()
+    # One process per run directory (a second one is refused at once): in a data-parallel run, rank 0.
+    with run_dir.locked() if world.is_main else contextlib.nullcontext():
+        make = resumed_trainer if args.resume else new_trainer
+        trainer = make(args, run_dir, parallel)
+        b = backend.current()
+        print(
+            f"training {trainer.model.num_parameters():,} parameters on {trainer.train_ids.shape[0]:,} tokens "
+            f"({b.name}, {b.device}); run directory {out}",
+            flush=True,
+        )
+        profiler = Profiler() if args.profile else None
+        with profiler or contextlib.nullcontext():
+            summary = trainer.train()
+    if profiler is not None:
+        print(profiler.report(), flush=True)
+    print(
+        f"done: best val loss {summary['best_val_loss']:.4f}; sample with: tinygpt sample --checkpoint {out}"
+    )
+    if args.sample_chars and world.is_main:
+        generator = TextGeneration(trainer.model, trainer.tokenizer)
+        print(generator.sample("\n", args.sample_chars, seed=trainer.config.seed)[0])
+    return 0
+
+
+def new_trainer(
+    args: argparse.Namespace, run_dir: RunDirectory, parallel: DataParallel | None = None
+) -> LanguageModelTrainer:
+    """A fresh run: model and settings from the flags, a tokenizer from the text."""
+    run_dir.check_new()
     train_config = settings_from(args, TrainConfig)
     text, data_info = load_text(args)
-    if latest is not None:
-        ckpt = load_checkpoint(latest)
-        tokenizer, config = ckpt.tokenizer, ckpt.model.config
-    else:
-        tokenizer = CharTokenizer.from_text(text)
-        config = settings_from(args, GPTConfig, vocab_size=tokenizer.vocab_size)
+    tokenizer = CharTokenizer.from_text(text)
+    config = settings_from(args, GPTConfig, vocab_size=tokenizer.vocab_size)
+    return _trainer(args, run_dir, config, train_config, tokenizer, text, data_info, parallel)
+
+
+def resumed_trainer(
+    args: argparse.Namespace, run_dir: RunDirectory, parallel: DataParallel | None = None
+) -> LanguageModelTrainer:
+    """The run in ``--out`` from its latest checkpoint: its own text, split, model and settings."""
+    # Rank 0 reopens the run directory; the other ranks of a data-parallel run only read it.
+    other_rank = parallel is not None and not parallel.world.is_main
+    ckpt = load_checkpoint(resolve_checkpoint(run_dir.path, "latest") if other_rank else run_dir.resume())
+    train_config = resumed_settings(args, ckpt)
+    text, data_info = recorded_text(args, ckpt.trainer_state.get("data", {}), strict=True)
+    where = data_info.get("text") or f"the {data_info.get('corpus')!r} corpus"
+    print(f"resuming on the text the run recorded: {where} (validation fraction {data_info['val_fraction']})")
+    trainer = _trainer(
+        args, run_dir, ckpt.model.config, train_config, ckpt.tokenizer, text, data_info, parallel
+    )
+    trainer.resume()
+    ranks, before = 1 if parallel is None else parallel.size, trainer.resumed_world_size or 1
+    windows = train_config.batch_size * train_config.grad_accum
+    change = (
+        f" with {ranks} rank(s) (it ran with {before}; the global batch stays {windows} windows a step)"
+        if ranks != before
+        else ""
+    )
+    print(f"resuming {run_dir.path} from step {trainer.step}{change}", flush=True)
+    return trainer
+
+
+def _trainer(
+    args: argparse.Namespace,
+    run_dir: RunDirectory,
+    config: GPTConfig,
+    train_config: TrainConfig,
+    tokenizer: CharTokenizer,
+    text: str,
+    data_info: dict[str, Any],
+    parallel: DataParallel | None = None,
+) -> LanguageModelTrainer:
+    ranks = 1 if parallel is None else parallel.size
     windows = train_config.batch_size * train_config.grad_accum  # per step, shared by the ranks
-    rows = min(train_config.batch_size, -(-windows // world.size))
-    check_memory(config, rows, world.local_size if backend.current().name != "cupy" else 1)
-    train_ids, val_ids = split_for_training(text, tokenizer, args.val_fraction, config.block_size)
+    rows = min(train_config.batch_size, -(-windows // ranks))  # the most one rank runs at once
+    local = 1 if parallel is None else parallel.world.local_size
+    check_memory(config, rows, local if backend.current().name != "cupy" else 1)
+    train_ids, val_ids = split_for_training(text, tokenizer, data_info["val_fraction"], config.block_size)
     backend.manual_seed(train_config.seed)
-    model = TinyGPT(config)
-    trainer = LanguageModelTrainer(
-        model,
+    return LanguageModelTrainer(
+        TinyGPT(config),
         tokenizer,
         train_ids,
         val_ids,
         train_config,
-        out_dir=out,
+        out_dir=run_dir,
         show_progress=args.progress,
         data_info=data_info,
-        parallel=DataParallel(world, shared_gpu) if world.size > 1 else None,
+        parallel=parallel,
     )
-    if latest is not None:
-        trainer.resume()
-        before = trainer.resumed_world_size or 1
-        ranks = (
-            ""
-            if before == world.size
-            else (
-                f" with {world.size} rank(s) (it ran with {before}; the global batch stays {windows} windows a step)"
-            )
-        )
-        say(f"resuming {out} from step {trainer.step}{ranks}")
-    b = backend.current()
-    say(
-        f"training {model.num_parameters():,} parameters on {train_ids.shape[0]:,} tokens "
-        f"({b.name}, {b.device}); run directory {out}"
-    )
-    profiler = Profiler() if args.profile else None
-    with profiler or contextlib.nullcontext():
-        summary = trainer.train()
-    if profiler is not None:
-        say(profiler.report())
-    say(f"done: best val loss {summary['best_val_loss']:.4f}; sample with: tinygpt sample --checkpoint {out}")
-    if args.sample_chars and world.is_main:
-        say(TextGeneration(model, tokenizer).sample("\n", args.sample_chars, seed=train_config.seed)[0])
-    return 0

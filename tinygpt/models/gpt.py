@@ -8,6 +8,7 @@ final LayerNorm -> logits (B, T, vocab) through the token embedding itself
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass
 from typing import Any
 
@@ -79,10 +80,41 @@ class GPTConfig:
         return 4 * weights + 4 * activations
 
 
+def token_ids(ids: Tensor | Array | Sequence[Sequence[int]]) -> Array:
+    """Ids as a (B, T) integer backend array with T >= 1; nested lists are converted, anything else explained."""
+    data: Array = ids.data if isinstance(ids, Tensor) else ids
+    if not isinstance(ids, Tensor) and not hasattr(data, "device"):  # nested lists, or a host NumPy array
+        try:
+            data = backend.asarray(data)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ShapeError(
+                f"token ids must be integers in nested lists (B, T), got {ids!r:.60}: {exc}"
+            ) from None
+    if not backend.current().xp.isdtype(data.dtype, "integral"):
+        raise ShapeError(f"token ids must be integers, got dtype {data.dtype}")
+    if data.ndim == 1:
+        raise ShapeError(
+            f"TinyGPT expects token ids of shape (B, T), got a 1-D sequence of {data.shape[0]} ids; "
+            "for one sequence pass [ids]"
+        )
+    if data.ndim != 2:
+        raise ShapeError(f"TinyGPT expects token ids of shape (B, T), got {tuple(data.shape)}")
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise ShapeError(
+            f"TinyGPT needs at least one sequence of at least one token, got shape {tuple(data.shape)}"
+        )
+    return data
+
+
 class TinyGPT(Module):
     """GPT with tied input/output embeddings: ids (B, T) -> logits (B, T, vocab_size)."""
 
     def __init__(self, config: GPTConfig, rng: Generator | None = None) -> None:
+        if not isinstance(config, GPTConfig):
+            hint = "; build one with GPTConfig.from_dict(...)" if isinstance(config, dict) else ""
+            raise ConfigError(
+                f"TinyGPT needs a GPTConfig, e.g. TinyGPT(GPTConfig(vocab_size=65)); got {type(config).__name__}{hint}"
+            )
         rng = rng or default_generator()
         self.config = config
         c = config
@@ -108,10 +140,11 @@ class TinyGPT(Module):
                 b = backend.current()
                 p.data = b.xp.zeros(p.shape, dtype=p.dtype, device=b.device)
 
-    def forward(self, ids: Tensor | Array, caches: list[KVCache] | None = None) -> Tensor:
-        data = ids.data if isinstance(ids, Tensor) else ids
-        if data.ndim != 2:
-            raise ShapeError(f"TinyGPT expects token ids of shape (B, T), got {tuple(data.shape)}")
+    def forward(
+        self, ids: Tensor | Array | Sequence[Sequence[int]], caches: list[KVCache] | None = None
+    ) -> Tensor:
+        """Token ids (B, T) -> logits (B, T, vocab_size); ``caches`` holds earlier positions (KV cache)."""
+        data = token_ids(ids)
         offset = 0 if caches is None else caches[0].length
         if offset + data.shape[1] > self.config.block_size:
             raise ShapeError(

@@ -19,7 +19,7 @@ import os
 import signal
 import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ class LanguageModelTrainer(Trainer):
         train_ids: Any,
         val_ids: Any,
         config: TrainConfig,
-        out_dir: str | os.PathLike[str] | None = None,
+        out_dir: str | os.PathLike[str] | RunDirectory | None = None,
         callbacks: Iterable[Callback] = (),
         log: Callable[[str], None] | None = print_line,
         show_progress: bool | None = None,
@@ -87,8 +87,9 @@ class LanguageModelTrainer(Trainer):
         self.config = config
         self.parallel = parallel
         main = parallel is None or parallel.world.is_main  # only rank 0 prints and writes files
-        self._out_path = None if out_dir is None else Path(out_dir)
-        self.run = RunDirectory(out_dir) if out_dir is not None and main else None
+        run = out_dir if isinstance(out_dir, RunDirectory) or out_dir is None else RunDirectory(out_dir)
+        self._out_path = None if run is None else run.path
+        self.run = run if main else None
         self.log = log if main else None
         self.show_progress = show_progress if main else False
         self.data_info = data_info or {}
@@ -113,12 +114,13 @@ class LanguageModelTrainer(Trainer):
         cfg = self.config
         metrics: dict[str, Any] = {}
         bar = Progress(total=cfg.max_iters, initial=self.step, enabled=self.show_progress, desc="train")
-        with self._every_rank_or_none(), self.signals, bar as progress:
-            if self.parallel is not None:  # every rank set up? then rank 0's weights on all of them
-                self.parallel.start(self.optimizer.parameters)
-                if self.parallel.warning:
-                    progress.write(f"warning: {self.parallel.warning}", self.log)
-            self._open_run()
+        with (
+            self._every_rank_or_none(),
+            self.signals,
+            bar as progress,
+            self._ranks_in_step(progress),
+            self.claim_run(),
+        ):
             self._started = time.perf_counter()
             while True:
                 if self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters:
@@ -140,6 +142,15 @@ class LanguageModelTrainer(Trainer):
     def stop_signal(self) -> signal.Signals | None:
         """Ctrl-C or SIGTERM asked to stop: here, or in a data-parallel run on any rank (agreed each step)."""
         return self.signals.requested if self.parallel is None else self.parallel.stop_signal
+
+    @contextlib.contextmanager
+    def _ranks_in_step(self, progress: Progress) -> Iterator[None]:
+        """Data-parallel: once every rank is set up, rank 0's weights on all of them (one process: nothing)."""
+        if self.parallel is not None:
+            self.parallel.start(self.optimizer.parameters)
+            if self.parallel.warning:
+                progress.write(f"warning: {self.parallel.warning}", self.log)
+        yield
 
     def _every_rank_or_none(self) -> contextlib.AbstractContextManager[None]:
         """In a data-parallel run, an error on one rank stops them all (errors every rank sees pass)."""
@@ -267,7 +278,10 @@ class LanguageModelTrainer(Trainer):
             )
         self.model.load_state_dict(ckpt.model.state_dict(), source=str(ckpt.path))
         assert ckpt.optimizer_state is not None
-        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        try:
+            self.optimizer.load_state_dict(ckpt.optimizer_state)
+        except ConfigError as exc:
+            raise CheckpointError(f"{ckpt.path / 'optimizer.safetensors'}: {exc}") from None
         state = ckpt.trainer_state
         self.step = int(state["step"])
         self.skipped_steps = int(state.get("skipped_steps", 0))
@@ -275,16 +289,21 @@ class LanguageModelTrainer(Trainer):
         self.best_val_loss = math.inf if best is None else float(best)
         self.data_rng.set_state(state["data_rng"])
         backend.default_generator().set_state(state["model_rng"])
-        self.resumed_world_size = int(state.get("world_size", 1))
+        ranks = state.get("world_size", 1)  # a run from before data parallelism: one process
+        self.resumed_world_size = ranks if type(ranks) is int and ranks > 0 else 1
 
-    def _open_run(self) -> None:
-        """Claim the run directory once (continue it after restore() from its own checkpoint, else start one)."""
+    @contextlib.contextmanager
+    def claim_run(self) -> Iterator[None]:
+        """Lock the run directory for the block; open it once (continue after restore() from its own checkpoint)."""
         if self.run is None:
+            yield
             return
-        if not self._run_open:
-            if self.step > 0 and self.run.holds_run():
-                self.run.resume()
-            else:
-                self.run.start()
-            self._run_open = True
-        self.run.trim_metrics(self.step)  # records after the checkpoint will be logged again
+        with self.run.locked():
+            if not self._run_open:
+                if self.step > 0 and self.run.holds_run():
+                    self.run.resume()
+                else:
+                    self.run.start()
+                self._run_open = True
+            self.run.trim_metrics(self.step)  # records after the checkpoint will be logged again
+            yield

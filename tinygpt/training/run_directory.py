@@ -16,11 +16,20 @@ that holds anything it did not create, and says what it found.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): no lock, one process per run is then the user's care
+    fcntl = None  # type: ignore[assignment]
 
 from tinygpt.checkpoint import POINTERS, resolve_checkpoint, save_checkpoint
 from tinygpt.errors import CheckpointError, ConfigError
@@ -48,9 +57,63 @@ class RunDirectory:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._recorded: list[str] = []
+        self._lock_fd: int | None = None
 
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.path)!r})"
+
+    # One writer ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[RunDirectory]:
+        """Hold the run's lock for the block; refuse at once if another process holds it."""
+        if self._lock_fd is not None:  # already ours: re-entrant within this object
+            yield self
+            return
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"--out {self.path} is a file, not a directory; choose another --out")
+        created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock_fd = self._acquire()
+        except BaseException:
+            if created:
+                _remove_if_empty(self.path)
+            raise
+        try:
+            yield self
+        finally:
+            (self.path / LOCK).unlink(missing_ok=True)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            if created:
+                _remove_if_empty(self.path)
+
+    def _acquire(self) -> int:
+        lock = self.path / LOCK
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            if fcntl is None:
+                return fd
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                os.close(fd)
+                raise ConfigError(
+                    f"{self.path} is in use by another tinygpt process ({holder}); one process per run "
+                    "directory: wait for it to finish or stop it, or choose another --out"
+                ) from None
+            try:  # the holder we waited on may have unlinked the file: lock the one at the path
+                same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}, since {stamp}\n".encode())
+        return fd
 
     # Opening -----------------------------------------------------------------------
     def holds_run(self) -> bool:
@@ -178,10 +241,11 @@ class RunDirectory:
         kept = []
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                if json.loads(line)["iter"] < before_step:
-                    kept.append(line)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut short by a kill
+                step = json.loads(line)["iter"]
+            except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+                continue  # a line cut short by a kill, or not ours
+            if type(step) is int and step < before_step:
+                kept.append(line)
         # Rewritten aside and renamed, so a kill during the rewrite cannot lose the earlier lines.
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
@@ -233,6 +297,21 @@ class RunDirectory:
         shutil.rmtree(folder / name, ignore_errors=True)
         for debris in (*folder.glob(f".{name}.*.tmp"), folder / f".{name}.old"):
             shutil.rmtree(debris, ignore_errors=True)
+
+
+def _holder(fd: int) -> str:
+    """What the lock's holder wrote about itself (it may take a moment after its flock to write it)."""
+    for _ in range(50):
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+        if text:
+            return text
+        time.sleep(0.01)
+    return "another process"
+
+
+def _remove_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.rmdir()  # only succeeds when nothing is left in it
 
 
 def _names(referenced: set[str]) -> set[str]:
