@@ -210,6 +210,7 @@ class World:
             file=sys.stderr,
             flush=True,
         )
+        time.sleep(0.5)  # let the launcher forward these lines before it tears the job down
         self.comm.Abort(code)
         os._exit(code)  # Abort does not return; this is for an MPI that does
 
