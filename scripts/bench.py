@@ -1,7 +1,9 @@
 """Benchmark: tinygpt vs a PyTorch model of the same architecture, side by side.
 
-    python scripts/bench.py            # table
-    python scripts/bench.py --json     # one JSON object
+    python scripts/bench.py                  # table
+    python scripts/bench.py --json           # one JSON object
+    python scripts/bench.py --data-parallel  # tokens/s: 1 process, mpiexec -n 2, PyTorch (needs tinygpt[mpi])
+    python scripts/bench.py --projection     # all-reduce bytes and step time at 8-512 ranks, 10-400 Gb/s
 
 Each measurement runs in its own subprocess (so peak memory is per framework)
 with the same thread count, float32, batch and model. Reported: median
@@ -18,6 +20,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,7 +32,11 @@ CONFIGS = {
     "small": (4, 4, 128, 64, 12, 40),
     "bigger": (6, 6, 384, 256, 8, 6),
     "gpu": (6, 6, 384, 256, 64, 20),  # nanoGPT's shakespeare_char size; for --gpu
+    "gpt2": (12, 12, 768, 1024, 1, 2),  # GPT-2 small's shape and vocabulary (124 M parameters); --projection
 }
+VOCABS = {"gpt2": 50257}
+RANKS = (8, 64, 512)
+LINKS_GBIT = (10, 100, 400)
 VOCAB = 84  # the Shakespeare corpus's character count
 HERE = Path(__file__).resolve().parent
 
@@ -116,6 +123,49 @@ def worker_torch(name: str, threads: int, device: str = "cpu") -> dict:
     return {"ms_per_step": 1000 * statistics.median(times), "peak_mb": _peak_mb() - base}
 
 
+def worker_trainer(name: str) -> dict:
+    """The training step ``tinygpt train`` takes (Trainer: clip folded into AdamW), in one process or
+    as one rank of ``mpiexec -n N`` (DataParallel: this rank's share, gradients all-reduced)."""
+    import numpy as np
+
+    import tinygpt as tg
+    from tinygpt import backend
+    from tinygpt.training import distributed
+    from tinygpt.training.data_parallel import DataParallel
+
+    n_layer, n_head, n_embd, block, batch, steps = CONFIGS[name]
+    world = distributed.world()
+    backend.manual_seed(0)
+    vocab = VOCABS.get(name, VOCAB)
+    model = tg.TinyGPT(tg.GPTConfig(vocab, block, n_layer, n_head, n_embd))
+    opt = tg.optim.AdamW(model.decay_groups(0.1), lr=1e-3, betas=(0.9, 0.99))
+    parallel = DataParallel(world) if world.size > 1 else None
+    trainer = tg.Trainer(model, tg.LanguageModelLoss(), opt, grad_clip=1.0, data_parallel=parallel)
+    if parallel is not None:
+        parallel.start(opt.parameters)
+    ids = backend.asarray(np.random.default_rng(0).integers(0, vocab, (batch, block)))  # the global batch
+    chunks, weights = parallel.share([ids]) if parallel is not None else ([ids], None)
+    times, reduce_times = [], []
+    warmup = 3 if steps > 2 else 1
+    for i in range(steps + warmup):
+        reduced = parallel.reduce_seconds if parallel is not None else 0.0
+        t0 = time.perf_counter()
+        trainer.train_step([(c, c) for c in chunks], weights)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+            reduce_times.append((parallel.reduce_seconds if parallel is not None else 0.0) - reduced)
+    ms = 1000 * statistics.median(times)
+    return {
+        "ms_per_step": ms,
+        "tokens_per_s": batch * block / (ms / 1000),
+        "allreduce_ms": 1000 * statistics.median(reduce_times),
+        "ranks": world.size,
+        "threads": world.threads,
+        "parameters": model.num_parameters(),
+        "rank": world.rank,
+    }
+
+
 def worker_sampling(tokens: int) -> dict:
     import tinygpt as tg
     from tinygpt import backend
@@ -132,14 +182,103 @@ def worker_sampling(tokens: int) -> dict:
     return result
 
 
-def _run_worker(args: list[str], backend: str = "numpy") -> dict:
+def _run_worker(args: list[str], backend: str = "numpy", ranks: int = 1, threads: int | None = None) -> dict:
     env = {**os.environ, "TINYGPT_BACKEND": backend}
+    if threads is not None:
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[name] = str(threads)
+    launcher = [_mpiexec(), "-n", str(ranks)] if ranks > 1 else []
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, check=False, env=env
+        [*launcher, sys.executable, __file__, "--worker", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
     if out.returncode != 0:
         raise SystemExit(f"benchmark worker {args} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    results = [json.loads(line) for line in out.stdout.strip().splitlines() if line.startswith("{")]
+    return next(r for r in results if r.get("rank", 0) == 0)  # rank 0's view of a parallel step
+
+
+def _mpiexec() -> str:
+    beside = Path(sys.executable).with_name("mpiexec")  # where pip install 'tinygpt[mpi]' puts MPICH's
+    found = str(beside) if beside.exists() else shutil.which("mpiexec")
+    if found is None:
+        raise SystemExit("--data-parallel needs mpiexec: pip install 'tinygpt[mpi]'")
+    return found
+
+
+def data_parallel(configs: list[str], repeat: int, threads: int, as_json: bool) -> None:
+    """Tokens/s of one process (``threads`` threads), mpiexec -n 2 (the threads split) and PyTorch eager."""
+    ranks = 2
+    report: dict = {"machine": machine(), "threads": threads, "ranks": ranks, "configs": {}}
+    for name in configs:
+        runs: dict[str, list[dict]] = {"one": [], "ranks": [], "torch": []}
+        for _ in range(repeat):  # alternated, best of each: load on the machine hits all alike
+            runs["one"].append(_run_worker(["trainer", name], threads=threads))
+            runs["ranks"].append(
+                _run_worker(["trainer", name], ranks=ranks, threads=max(1, threads // ranks))
+            )
+            runs["torch"].append(_run_worker(["torch", name, str(threads)], threads=threads))
+        best = {side: min(results, key=lambda r: r["ms_per_step"]) for side, results in runs.items()}
+        _, _, _, block, batch, _ = CONFIGS[name]
+        for side in ("torch",):
+            best[side]["tokens_per_s"] = batch * block / (best[side]["ms_per_step"] / 1000)
+        report["configs"][name] = best
+    if as_json:
+        print(json.dumps(report))
+        return
+    print(f"machine: {report['machine']}; float32; same global batch on every side")
+    print(
+        f"{'config':<8} {'1 process':>10} {'2 ranks':>10} {'torch':>10} {'2 ranks/torch':>13} "
+        f"{'1 proc/torch':>12} {'all-reduce':>16}"
+    )
+    print(f"{'':<8} {'tok/s':>10} {'tok/s':>10} {'tok/s':>10} {'':>13} {'':>12} {'ms/step (share)':>16}")
+    for name, best in report["configs"].items():
+        n_layer, n_head, n_embd, block, batch, _ = CONFIGS[name]
+        one, two, torch_ = (best[s]["tokens_per_s"] for s in ("one", "ranks", "torch"))
+        reduce_ms = best["ranks"]["allreduce_ms"]
+        share = reduce_ms / best["ranks"]["ms_per_step"]
+        print(
+            f"{name:<8} {one:>10.0f} {two:>10.0f} {torch_:>10.0f} {two / torch_:>13.2f} {one / torch_:>12.2f} "
+            f"{reduce_ms:>7.2f} ({share:>5.1%})   ({n_layer}L {n_head}H {n_embd}C block {block} batch {batch})"
+        )
+    print(f"threads: 1 process {threads}, each of {ranks} ranks {max(1, threads // ranks)}, torch {threads}")
+
+
+def projection(configs: list[str], as_json: bool) -> None:
+    """Ring all-reduce time of each config's gradients at 8-512 ranks over 10-400 Gb/s, next to measured compute."""
+    rows = {}
+    for name in configs:
+        measured = _run_worker(["trainer", name])  # one process, this machine's threads
+        n_layer, n_head, n_embd, block, batch, _ = CONFIGS[name]
+        grad_bytes = 4 * measured["parameters"]  # float32 gradients, reduced once per step
+        compute_s = measured["ms_per_step"] / 1000  # one rank's step on its batch (weak scaling)
+        times = {}
+        for n in RANKS:
+            for gbit in LINKS_GBIT:
+                # A ring all-reduce sends and receives 2 (N - 1) / N of the buffer per rank.
+                times[f"{n}x{gbit}"] = 2 * (n - 1) / n * grad_bytes * 8 / (gbit * 1e9)
+        rows[name] = {
+            "parameters": measured["parameters"],
+            "bytes": grad_bytes,
+            "compute_s": compute_s,
+            **times,
+        }
+    if as_json:
+        print(json.dumps({"machine": machine(), "projection": rows}))
+        return
+    print(f"machine: {machine()}; compute = one measured step of one process on that config's batch")
+    links = "  ".join(f"{n:>3} ranks @{g:>3} Gb/s" for n in RANKS for g in LINKS_GBIT)
+    print("all-reduce seconds per step (ring, bandwidth only):", links)
+    for name, row in rows.items():
+        n_layer, n_head, n_embd, block, batch, _ = CONFIGS[name]
+        cells = "  ".join(f"{row[f'{n}x{g}']:>18.4f}" for n in RANKS for g in LINKS_GBIT)
+        print(
+            f"{name:<7} {row['parameters']:>12,} params {row['bytes'] / 2**20:>8.1f} MiB "
+            f"compute {row['compute_s']:>8.3f} s  {cells}   ({n_layer}L {n_head}H {n_embd}C block {block} batch {batch})"
+        )
 
 
 def machine() -> str:
@@ -176,6 +315,16 @@ def main() -> None:
         action="store_true",
         help="CuPy vs PyTorch CUDA on the 'gpu' config (6/6/384, block 256, batch 64)",
     )
+    parser.add_argument(
+        "--data-parallel",
+        action="store_true",
+        help="tokens/s: one process, mpiexec -n 2 (threads split between ranks) and PyTorch eager",
+    )
+    parser.add_argument(
+        "--projection",
+        action="store_true",
+        help="gradient bytes per step and ring all-reduce time at 8/64/512 ranks over 10/100/400 Gb/s",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -183,11 +332,20 @@ def main() -> None:
         kind, *rest = args.worker
         if kind == "tinygpt":
             result = worker_tinygpt(rest[0])
+        elif kind == "trainer":
+            result = worker_trainer(rest[0])
         elif kind == "torch":
             result = worker_torch(rest[0], int(rest[1]), *rest[2:])
         else:
             result = worker_sampling(int(rest[0]))
-        print(json.dumps(result))
+        if result.get("rank", 0) == 0:
+            print(json.dumps(result))
+        return
+    if args.data_parallel:
+        data_parallel(args.configs, args.repeat, args.threads, args.json)
+        return
+    if args.projection:
+        projection([*args.configs, "gpt2"] if "gpt2" not in args.configs else args.configs, args.json)
         return
 
     side_backend, torch_device = ("cupy", "cuda") if args.gpu else ("numpy", "cpu")

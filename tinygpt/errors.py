@@ -44,3 +44,7 @@ class NumericalError(TinyGPTError, FloatingPointError):
 
 class MissingExtraError(TinyGPTError, ImportError):
     """An optional package (matplotlib, scikit-learn, ...) is needed but not installed."""
+
+
+class DistributedError(TinyGPTError):
+    """The processes of a data-parallel run disagree, lost a peer, or were launched wrongly."""

@@ -2,6 +2,8 @@
 
 Bad input never shows a traceback: every flag checks its range, and errors
 from the library (``TinyGPTError``) print as one line and exit with status 2.
+Under ``mpiexec``, rank 0 alone prints them (every rank fails alike, or learns
+which one failed).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from collections.abc import Sequence
 from tinygpt.cli import attention, evaluate, info, plot, sample, train, vision
 from tinygpt.cli.args import Parser
 from tinygpt.errors import TinyGPTError
-from tinygpt.training import TrainingInterrupted
+from tinygpt.training import TrainingInterrupted, distributed
 
 COMMANDS = (train, sample, evaluate, info, vision, plot, attention)
+PARALLEL_COMMANDS = ("train", "eval")  # the others refuse to run as several processes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,20 +33,32 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tinygpt`` console script."""
     args = build_parser().parse_args(argv)
+    ranks = distributed.launcher_size()
+    if ranks > 1 and args.command not in PARALLEL_COMMANDS:
+        distributed.report(
+            f"tinygpt {args.command}: error: runs in one process, but mpiexec or srun started {ranks}; "
+            f"run it without the launcher (only {' and '.join(PARALLEL_COMMANDS)} use several)",
+            sys.stderr,
+        )
+        return 2
     try:
-        return int(args.run(args))
+        try:
+            return int(args.run(args))
+        except BaseException as exc:
+            distributed.settle_failure(exc)  # under MPI: the other ranks learn that this one failed
+            raise
     except TrainingInterrupted as exc:
-        print(f"tinygpt: {exc}", file=sys.stderr)
+        distributed.report(f"tinygpt: {exc}", sys.stderr)
         return exc.exit_code
     except TinyGPTError as exc:
-        print(f"tinygpt {args.command}: error: {exc}", file=sys.stderr)
+        distributed.report(f"tinygpt {args.command}: error: {exc}", sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tinygpt: interrupted", file=sys.stderr)
+        distributed.report("tinygpt: interrupted", sys.stderr)
         return 130
     except OSError as exc:  # the environment, not the input: a full disk, a path that is a file
         if isinstance(exc, BrokenPipeError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
-        print(f"tinygpt {args.command}: error: {exc}", file=sys.stderr)
+        distributed.report(f"tinygpt {args.command}: error: {exc}", sys.stderr)
         return 1

@@ -19,13 +19,15 @@ from tinygpt.checkpoint import Checkpoint, load_checkpoint
 from tinygpt.data import CORPORA, load_corpus
 from tinygpt.errors import ConfigError
 from tinygpt.settings import NONNEGATIVE_INT, OPEN_FRACTION, POSITIVE_FLOAT, POSITIVE_INT, Rule, flag_of
+from tinygpt.training import distributed
 
 
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: ``tinygpt train: error: argument --lr: ...``."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        text = f"{self.prog}: error: {message} (see {self.prog} --help)\n"
+        self.exit(2, text if distributed.launcher_rank() == 0 else None)  # under mpiexec, once
 
 
 def flag_type(rule: Rule) -> Callable[[str], Any]:

@@ -1,4 +1,4 @@
-"""``tinygpt eval``: the exact mean loss over a whole validation split."""
+"""``tinygpt eval``: the exact mean loss over a whole validation split (shared out under ``mpiexec``)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import json
 import time
 from typing import Any
 
-from tinygpt.cli.args import add_checkpoint_flags, add_data_flags, load, positive_int, recorded_text
+from tinygpt.checkpoint import load_checkpoint
+from tinygpt.cli.args import add_checkpoint_flags, add_data_flags, positive_int, recorded_text, select_backend
 from tinygpt.data import split_for_training
-from tinygpt.training import evaluate_ids
+from tinygpt.training import distributed, evaluate_ids
 
 
 def add_parser(sub: Any) -> None:
@@ -22,7 +23,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    ckpt = load(args)
+    world = distributed.world()  # under mpiexec, each rank evaluates a share of the windows
+    select_backend(args)
+    world.use_local_gpu(explicit=args.device)
+    ckpt = load_checkpoint(args.checkpoint, which=args.which)
     if args.text is None and args.corpus is None and not ckpt.trainer_state.get("data"):
         args.corpus = "shakespeare"  # a checkpoint that recorded no text: the default corpus
     # The text and split the run recorded, unless --text, --corpus or --val-fraction say otherwise.
@@ -30,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     block = ckpt.model.config.block_size
     _, val_ids = split_for_training(text, ckpt.tokenizer, data["val_fraction"], block)
     start = time.perf_counter()
-    loss = evaluate_ids(ckpt.model, val_ids, args.batch_size, show_progress=None)
+    loss = evaluate_ids(ckpt.model, val_ids, args.batch_size, None if world.is_main else False, world)
     windows = val_ids.shape[0] // block
     result = {
         "val_loss": loss,
@@ -39,5 +43,7 @@ def run(args: argparse.Namespace) -> int:
         "checkpoint": str(ckpt.path),
         "seconds": round(time.perf_counter() - start, 2),
     }
-    print(json.dumps(result) if args.json else f"val loss {loss:.4f} over {windows} windows ({ckpt.path})")
+    distributed.report(
+        json.dumps(result) if args.json else f"val loss {loss:.4f} over {windows} windows ({ckpt.path})"
+    )
     return 0

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, cast
 
 from tinygpt import backend
-from tinygpt.checkpoint import Checkpoint, load_checkpoint
+from tinygpt.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from tinygpt.classroom.profiler import Profiler
 from tinygpt.cli.args import (
     add_backend_flags,
@@ -28,7 +29,8 @@ from tinygpt.generation import TextGeneration
 from tinygpt.models.gpt import GPTConfig, TinyGPT
 from tinygpt.settings import flag_of
 from tinygpt.tokenizer import CharTokenizer
-from tinygpt.training import LanguageModelTrainer, RunDirectory, TrainConfig
+from tinygpt.training import LanguageModelTrainer, RunDirectory, TrainConfig, distributed
+from tinygpt.training.data_parallel import DataParallel
 
 
 def add_parser(sub: Any) -> None:
@@ -59,10 +61,11 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def check_memory(config: GPTConfig, batch_size: int) -> None:
-    """Refuse a model whose training step would not fit in the device's free memory."""
+def check_memory(config: GPTConfig, batch_size: int, sharing: int = 1) -> None:
+    """Refuse a model whose training step would not fit in the device's free memory (``sharing`` ranks share it)."""
     need = config.memory_bytes(batch_size)
     have = backend.available_memory()
+    have = None if have is None else have // sharing
     if have is not None and need > have:
         raise ConfigError(
             f"this model would need about {need / 2**30:.1f} GiB for a training step (parameters, gradients, "
@@ -102,12 +105,25 @@ def resumed_settings(args: argparse.Namespace, ckpt: Checkpoint) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    world = distributed.world()  # several processes only under mpiexec or srun
     select_backend(args)
+    shared_gpu = world.use_local_gpu(explicit=args.device)
     backend.tune_allocator()
+    with contextlib.ExitStack() as stack:
+        if not world.is_main:  # rank 0 speaks for the run; the others compute
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+        return _run(args, world, DataParallel(world, shared_gpu) if world.size > 1 else None)
+
+
+def _run(args: argparse.Namespace, world: distributed.World, parallel: DataParallel | None) -> int:
+    if world.size > 1:
+        print(world.description, flush=True)
     out = Path(args.out or f"runs/{Path(args.text).stem if args.text else args.corpus}")
     run_dir = RunDirectory(out)
-    with run_dir.locked():  # one process per run directory: a second one is refused at once
-        trainer = resumed_trainer(args, run_dir) if args.resume else new_trainer(args, run_dir)
+    # One process per run directory (a second one is refused at once): in a data-parallel run, rank 0.
+    with run_dir.locked() if world.is_main else contextlib.nullcontext():
+        make = resumed_trainer if args.resume else new_trainer
+        trainer = make(args, run_dir, parallel)
         b = backend.current()
         print(
             f"training {trainer.model.num_parameters():,} parameters on {trainer.train_ids.shape[0]:,} tokens "
@@ -122,32 +138,47 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"done: best val loss {summary['best_val_loss']:.4f}; sample with: tinygpt sample --checkpoint {out}"
     )
-    if args.sample_chars:
+    if args.sample_chars and world.is_main:
         generator = TextGeneration(trainer.model, trainer.tokenizer)
         print(generator.sample("\n", args.sample_chars, seed=trainer.config.seed)[0])
     return 0
 
 
-def new_trainer(args: argparse.Namespace, run_dir: RunDirectory) -> LanguageModelTrainer:
+def new_trainer(
+    args: argparse.Namespace, run_dir: RunDirectory, parallel: DataParallel | None = None
+) -> LanguageModelTrainer:
     """A fresh run: model and settings from the flags, a tokenizer from the text."""
     run_dir.check_new()
     train_config = settings_from(args, TrainConfig)
     text, data_info = load_text(args)
     tokenizer = CharTokenizer.from_text(text)
     config = settings_from(args, GPTConfig, vocab_size=tokenizer.vocab_size)
-    return _trainer(args, run_dir, config, train_config, tokenizer, text, data_info)
+    return _trainer(args, run_dir, config, train_config, tokenizer, text, data_info, parallel)
 
 
-def resumed_trainer(args: argparse.Namespace, run_dir: RunDirectory) -> LanguageModelTrainer:
+def resumed_trainer(
+    args: argparse.Namespace, run_dir: RunDirectory, parallel: DataParallel | None = None
+) -> LanguageModelTrainer:
     """The run in ``--out`` from its latest checkpoint: its own text, split, model and settings."""
-    ckpt = load_checkpoint(run_dir.resume())
+    # Rank 0 reopens the run directory; the other ranks of a data-parallel run only read it.
+    other_rank = parallel is not None and not parallel.world.is_main
+    ckpt = load_checkpoint(resolve_checkpoint(run_dir.path, "latest") if other_rank else run_dir.resume())
     train_config = resumed_settings(args, ckpt)
     text, data_info = recorded_text(args, ckpt.trainer_state.get("data", {}), strict=True)
     where = data_info.get("text") or f"the {data_info.get('corpus')!r} corpus"
     print(f"resuming on the text the run recorded: {where} (validation fraction {data_info['val_fraction']})")
-    trainer = _trainer(args, run_dir, ckpt.model.config, train_config, ckpt.tokenizer, text, data_info)
+    trainer = _trainer(
+        args, run_dir, ckpt.model.config, train_config, ckpt.tokenizer, text, data_info, parallel
+    )
     trainer.resume()
-    print(f"resuming {run_dir.path} from step {trainer.step}", flush=True)
+    ranks, before = 1 if parallel is None else parallel.size, trainer.resumed_world_size or 1
+    windows = train_config.batch_size * train_config.grad_accum
+    change = (
+        f" with {ranks} rank(s) (it ran with {before}; the global batch stays {windows} windows a step)"
+        if ranks != before
+        else ""
+    )
+    print(f"resuming {run_dir.path} from step {trainer.step}{change}", flush=True)
     return trainer
 
 
@@ -159,8 +190,13 @@ def _trainer(
     tokenizer: CharTokenizer,
     text: str,
     data_info: dict[str, Any],
+    parallel: DataParallel | None = None,
 ) -> LanguageModelTrainer:
-    check_memory(config, train_config.batch_size)
+    ranks = 1 if parallel is None else parallel.size
+    windows = train_config.batch_size * train_config.grad_accum  # per step, shared by the ranks
+    rows = min(train_config.batch_size, -(-windows // ranks))  # the most one rank runs at once
+    local = 1 if parallel is None else parallel.world.local_size
+    check_memory(config, rows, local if backend.current().name != "cupy" else 1)
     train_ids, val_ids = split_for_training(text, tokenizer, data_info["val_fraction"], config.block_size)
     backend.manual_seed(train_config.seed)
     return LanguageModelTrainer(
@@ -172,4 +208,5 @@ def _trainer(
         out_dir=run_dir,
         show_progress=args.progress,
         data_info=data_info,
+        parallel=parallel,
     )

@@ -28,7 +28,10 @@ class TrainConfig:
     """How to train: batch, schedule, AdamW, clipping, evaluation, seed."""
 
     batch_size: int = setting(
-        12, POSITIVE_INT, "sequences per micro-batch; a step sees batch-size x grad-accum"
+        12,
+        POSITIVE_INT,
+        "sequences per micro-batch; a step sees batch-size x grad-accum, the global batch "
+        "that ranks under mpiexec share",
     )
     max_iters: int = setting(2000, POSITIVE_INT, "optimizer steps to train for")
     lr: float = setting(1e-3, POSITIVE_FLOAT, "peak learning rate (after warm-up)")

@@ -11,28 +11,43 @@ from tinygpt.losses import LanguageModelLoss
 from tinygpt.models.gpt import TinyGPT
 from tinygpt.progress import Progress
 from tinygpt.tensor import no_grad
+from tinygpt.training.distributed import World
 
 
-def evaluate_ids(model: TinyGPT, ids: Any, batch_size: int = 64, show_progress: bool | None = False) -> float:
+def evaluate_ids(
+    model: TinyGPT,
+    ids: Any,
+    batch_size: int = 64,
+    show_progress: bool | None = False,
+    world: World | None = None,
+) -> float:
     """Mean next-token loss over all non-overlapping block_size windows of ``ids`` (N,).
 
     ``show_progress=None`` shows a bar when stderr is a terminal (a whole split takes a while).
+    With a ``world`` of several ranks, each evaluates a contiguous share of the
+    batches and the sums are added up over the ranks.
     """
+    world = world or World()
     loss_fn = LanguageModelLoss()
     block = model.config.block_size
     total, count = 0.0, 0
     batches = math.ceil(ids.shape[0] // block / batch_size)
+    mine = range(world.rank * batches // world.size, (world.rank + 1) * batches // world.size)
     was_training = model.training
     model.eval()
     try:
-        with no_grad(), Progress(total=batches, enabled=show_progress, desc="eval") as progress:
-            for windows in sequential_windows(ids, block, batch_size):  # (B, T)
+        with no_grad(), Progress(total=len(mine), enabled=show_progress, desc="eval") as progress:
+            for i, windows in enumerate(sequential_windows(ids, block, batch_size)):  # (B, T)
+                if i not in mine:
+                    continue
                 n = windows.shape[0]
                 total += float(loss_fn(model(windows), windows).item()) * n
                 count += n
                 progress.update()
     finally:
         model.train(was_training)
-    if count == 0:
+    world.agree()  # every rank got here (a rank that failed agrees from its error handler)
+    total, count_sum = world.sum_floats([total, float(count)])
+    if count_sum == 0:
         raise ConfigError(f"{ids.shape[0]} tokens are fewer than one window of block_size={block}")
-    return total / count
+    return total / count_sum

@@ -3,6 +3,7 @@
     every step:                 batch of windows -> forward -> loss -> backward -> clip -> AdamW
     every eval_interval steps:  estimate train/val loss -> log metrics.jsonl -> checkpoint (latest, best)
     on Ctrl-C or SIGTERM:       finish the step, checkpoint, stop (resume continues exactly)
+    under mpiexec -n N:         each rank its share of the windows; gradients summed over ranks before clip
 
 Batches are random windows (B, T) of consecutive tokens; ``LanguageModelLoss``
 does the next-token shift. Loss estimates use ``eval_iters`` random windows
@@ -24,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from tinygpt import backend
-from tinygpt.checkpoint import load_checkpoint
+from tinygpt.checkpoint import load_checkpoint, resolve_checkpoint
 from tinygpt.data import require_window, sample_windows
-from tinygpt.errors import CheckpointError, ConfigError
+from tinygpt.errors import CheckpointError, ConfigError, DistributedError, NumericalError
 from tinygpt.losses import LanguageModelLoss
 from tinygpt.models.gpt import TinyGPT
 from tinygpt.optim import AdamW, warmup_cosine_lr
@@ -34,7 +35,8 @@ from tinygpt.progress import Progress
 from tinygpt.tensor import Tensor
 from tinygpt.tokenizer import CharTokenizer
 from tinygpt.training.config import TrainConfig
-from tinygpt.training.interrupts import StopSignals, TrainingInterrupted
+from tinygpt.training.data_parallel import DataParallel
+from tinygpt.training.interrupts import EXIT_CODES, StopSignals, TrainingInterrupted
 from tinygpt.training.run_directory import RunDirectory
 from tinygpt.training.trainer import Batch, Callback, Trainer
 
@@ -59,6 +61,7 @@ class LanguageModelTrainer(Trainer):
         log: Callable[[str], None] | None = print_line,
         show_progress: bool | None = None,
         data_info: dict[str, Any] | None = None,
+        parallel: DataParallel | None = None,
     ) -> None:
         require_window(train_ids, model.config.block_size, "the training split")
         require_window(val_ids, model.config.block_size, "the validation split")
@@ -75,15 +78,20 @@ class LanguageModelTrainer(Trainer):
             callbacks=callbacks,
             # Guessing uniformly costs ln(V) per token; 100 times that means training has diverged.
             max_loss=100 * math.log(max(2, model.config.vocab_size)),
+            data_parallel=parallel,
         )
         self.model: TinyGPT = model
         self.tokenizer = tokenizer
         self.train_ids = train_ids
         self.val_ids = val_ids
         self.config = config
-        self.run = out_dir if isinstance(out_dir, RunDirectory) or out_dir is None else RunDirectory(out_dir)
-        self.log = log
-        self.show_progress = show_progress
+        self.parallel = parallel
+        main = parallel is None or parallel.world.is_main  # only rank 0 prints and writes files
+        run = out_dir if isinstance(out_dir, RunDirectory) or out_dir is None else RunDirectory(out_dir)
+        self._out_path = None if run is None else run.path
+        self.run = run if main else None
+        self.log = log if main else None
+        self.show_progress = show_progress if main else False
         self.data_info = data_info or {}
         self.data_rng = backend.Generator(config.seed)
         self.best_val_loss = math.inf
@@ -91,10 +99,14 @@ class LanguageModelTrainer(Trainer):
         self._run_open = False  # start() or resume() claims the run directory once
         self._step_seconds: list[float] = []
         self._started = time.perf_counter()
+        self.resumed_world_size: int | None = None  # the world size a resumed run had before
+        if parallel is not None:
+            parallel.check_global_batch(config.batch_size * config.grad_accum, "--batch-size x --grad-accum")
+            parallel.local_stop = lambda: self.signals.requested
 
     @property
     def out_dir(self) -> Path | None:
-        return None if self.run is None else self.run.path
+        return self._out_path
 
     # The loop ----------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
@@ -102,7 +114,13 @@ class LanguageModelTrainer(Trainer):
         cfg = self.config
         metrics: dict[str, Any] = {}
         bar = Progress(total=cfg.max_iters, initial=self.step, enabled=self.show_progress, desc="train")
-        with self.claim_run(), self.signals, bar as progress:
+        with (
+            self._every_rank_or_none(),
+            self.signals,
+            bar as progress,
+            self._ranks_in_step(progress),
+            self.claim_run(),
+        ):
             self._started = time.perf_counter()
             while True:
                 if self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters:
@@ -110,18 +128,51 @@ class LanguageModelTrainer(Trainer):
                     progress.write(self.describe(metrics), self.log)
                 if self.step >= cfg.max_iters:
                     break
-                if self.signals.requested:
-                    raise self.stop(self.signals.exit_code)
+                requested = self.stop_signal()
+                if requested:
+                    raise self.stop(EXIT_CODES.get(requested, 130))
                 started = time.perf_counter()
-                record = self.train_step(self.next_batches())  # forward, backward, clip, AdamW
+                record = self.train_step(*self.step_batches())  # forward, backward, (all-reduce,) clip, AdamW
                 self._step_seconds.append(time.perf_counter() - started)
                 progress.update(loss=record["loss"])
+            if self.parallel is not None:
+                self.parallel.world.barrier()  # rank 0 has written the last checkpoint
         return {**metrics, "best_val_loss": self.best_val_loss, "skipped_steps": self.skipped_steps}
+
+    def stop_signal(self) -> signal.Signals | None:
+        """Ctrl-C or SIGTERM asked to stop: here, or in a data-parallel run on any rank (agreed each step)."""
+        return self.signals.requested if self.parallel is None else self.parallel.stop_signal
+
+    @contextlib.contextmanager
+    def _ranks_in_step(self, progress: Progress) -> Iterator[None]:
+        """Data-parallel: once every rank is set up, rank 0's weights on all of them (one process: nothing)."""
+        if self.parallel is not None:
+            self.parallel.start(self.optimizer.parameters)
+            if self.parallel.warning:
+                progress.write(f"warning: {self.parallel.warning}", self.log)
+        yield
+
+    def _every_rank_or_none(self) -> contextlib.AbstractContextManager[None]:
+        """In a data-parallel run, an error on one rank stops them all (errors every rank sees pass)."""
+        if self.parallel is None:
+            return contextlib.nullcontext()
+        return self.parallel.world.stop_all_on_error(
+            collective=(TrainingInterrupted, NumericalError, DistributedError)
+        )
 
     def next_batches(self) -> list[Batch]:
         """``grad_accum`` batches of ``batch_size`` random windows: each (B, T) token ids."""
         t, b = self.model.config.block_size, self.config.batch_size
         return [sample_windows(self.train_ids, t, b, self.data_rng) for _ in range(self.config.grad_accum)]
+
+    def step_batches(self) -> tuple[list[Batch], list[float] | None]:
+        """The step's batches and weights for ``train_step``: all of ``next_batches`` in one process,
+        this rank's share of them in a data-parallel run (every rank draws the same windows)."""
+        batches = self.next_batches()
+        if self.parallel is None:
+            return batches, None
+        self.parallel.seed_dropout(self.config.seed, self.step)
+        return self.parallel.share(batches)
 
     def compute_loss(self, batch: Batch) -> Tensor:
         return self.loss_fn(self.model(batch), batch)
@@ -131,10 +182,16 @@ class LanguageModelTrainer(Trainer):
         """Mean loss on ``eval_iters`` random windows (a generator of its own, keyed on step and split)."""
         rng = backend.Generator([self.config.seed, self.step, salt])
         t, b = self.model.config.block_size, self.config.batch_size
-        return self.evaluate(sample_windows(ids, t, b, rng) for _ in range(self.config.eval_iters))
+        batches = (sample_windows(ids, t, b, rng) for _ in range(self.config.eval_iters))
+        if self.parallel is None:
+            return self.evaluate(batches)
+        chunks, weights = self.parallel.share(list(batches))  # each rank its share, summed over ranks
+        return self.parallel.sum_weighted([self.evaluate([chunk]) for chunk in chunks], weights)
 
     def evaluate_and_checkpoint(self) -> dict[str, Any]:
         """Estimate both losses; with a run directory, save the latest (and best) checkpoint and log."""
+        if self.parallel is not None:
+            self.parallel.check_in_sync(self.model.named_parameters(), self.step)
         metrics: dict[str, Any] = {
             "iter": self.step,
             "train_loss": self.estimate_loss(self.train_ids, 0),
@@ -177,6 +234,7 @@ class LanguageModelTrainer(Trainer):
             "model_rng": backend.default_generator().get_state(),
             "train_config": asdict(self.config),
             "data": self.data_info,
+            "world_size": 1 if self.parallel is None else self.parallel.size,
         }
         return self.run.save(self.step, self.model, self.tokenizer, self.optimizer.state_dict(), state)
 
@@ -185,19 +243,25 @@ class LanguageModelTrainer(Trainer):
         self.signals.requested = signum
 
     def stop(self, exit_code: int = 130) -> TrainingInterrupted:
-        """Save now; the exception to raise says how to continue."""
-        path = self.save()
+        """Save now (rank 0 does, in a data-parallel run); the exception to raise says how to continue."""
+        other_rank = self.parallel is not None and not self.parallel.world.is_main
+        saved = "rank 0 saved a checkpoint" if other_rank else f"saved {self.save()}"
+        if self.parallel is not None:
+            self.parallel.world.barrier()  # no rank exits while rank 0 writes
         return TrainingInterrupted(
-            f"interrupted at step {self.step}; saved {path}. Continue with the same command plus --resume",
+            f"interrupted at step {self.step}; {saved}. Continue with the same command plus --resume",
             exit_code,
         )
 
     # Resume ------------------------------------------------------------------------------
     def resume(self) -> None:
         """Continue the run in ``out_dir`` from its latest checkpoint."""
-        if self.run is None:
+        if self._out_path is None:
             raise ConfigError("this trainer has no out_dir to resume from")
-        self.restore(self.run.resume())
+        # Rank 0 reopens the run directory; other ranks of a data-parallel run only read it.
+        self.restore(
+            self.run.resume() if self.run is not None else resolve_checkpoint(self._out_path, "latest")
+        )
         self._run_open = True
 
     def restore(self, checkpoint_dir: str | os.PathLike[str]) -> None:
@@ -225,6 +289,8 @@ class LanguageModelTrainer(Trainer):
         self.best_val_loss = math.inf if best is None else float(best)
         self.data_rng.set_state(state["data_rng"])
         backend.default_generator().set_state(state["model_rng"])
+        ranks = state.get("world_size", 1)  # a run from before data parallelism: one process
+        self.resumed_world_size = ranks if type(ranks) is int and ranks > 0 else 1
 
     @contextlib.contextmanager
     def claim_run(self) -> Iterator[None]:

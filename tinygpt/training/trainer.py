@@ -17,6 +17,7 @@ from tinygpt.errors import ConfigError, NumericalError
 from tinygpt.layers.module import Module
 from tinygpt.optim import Optimizer, clip_scale
 from tinygpt.tensor import Tensor, no_grad
+from tinygpt.training.data_parallel import DataParallel
 
 Batch = Any
 Callback = Callable[[dict[str, Any]], None]
@@ -31,7 +32,8 @@ class Trainer:
     when the loss or gradient is not finite, or the loss exceeds ``max_loss``
     (a diverged run can stay finite for a long time while its loss is 1e12).
     Constructing a Trainer tunes the host allocator for training
-    (``backend.tune_allocator``).
+    (``backend.tune_allocator``). With ``data_parallel`` (one rank of an MPI
+    run), each step's gradients are summed over the ranks before clipping.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class Trainer:
         on_nonfinite: str = "stop",
         callbacks: Iterable[Callback] = (),
         max_loss: float = math.inf,
+        data_parallel: DataParallel | None = None,
     ) -> None:
         if on_nonfinite not in ("stop", "skip"):
             raise ConfigError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
@@ -57,6 +60,7 @@ class Trainer:
         self.on_nonfinite = on_nonfinite
         self.max_loss = max_loss
         self.callbacks = list(callbacks)
+        self.data_parallel = data_parallel
         self.step = 0
         self.skipped_steps = 0
 
@@ -68,20 +72,31 @@ class Trainer:
         for callback in self.callbacks:
             callback(record)
 
-    def train_step(self, batches: Batch | list[Batch]) -> dict[str, Any]:
-        """One optimizer step; a list of batches accumulates their mean gradient."""
+    def train_step(self, batches: Batch | list[Batch], weights: list[float] | None = None) -> dict[str, Any]:
+        """One optimizer step; a list of batches accumulates their mean gradient.
+
+        ``weights`` (one per batch) replace the plain mean: data-parallel ranks
+        weight their chunks by their share of the global batch, and
+        ``data_parallel`` then sums the gradients over the ranks.
+        """
         parts = batches if isinstance(batches, list) else [batches]
+        if weights is None:
+            weights = [1.0 / len(parts) if len(parts) > 1 else 1.0] * len(parts)
         lr = self.lr_schedule(self.step) if self.lr_schedule else self.optimizer.param_groups[0]["lr"]
         self.optimizer.set_lr(lr)
         self.model.train()
         self.optimizer.zero_grad()
         total = 0.0
-        for batch in parts:  # forward and backward, one micro-batch at a time
+        for batch, weight in zip(
+            parts, weights, strict=True
+        ):  # forward and backward, one micro-batch at a time
             loss = self.compute_loss(batch)
-            if len(parts) > 1:
-                loss = loss * (1.0 / len(parts))
+            if weight != 1.0:
+                loss = loss * weight
             loss.backward()
             total += float(loss.item())
+        if self.data_parallel is not None:  # the mean gradient over every rank's windows
+            total = self.data_parallel.all_reduce_gradients(self.optimizer.parameters, total)
         # Clipping is folded into the update: the optimizer scales gradients as it reads them.
         norm, scale = (
             clip_scale(self.optimizer.parameters, self.grad_clip) if self.grad_clip else (math.nan, 1.0)
