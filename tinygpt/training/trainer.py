@@ -87,9 +87,8 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad()
         total = 0.0
-        for batch, weight in zip(
-            parts, weights, strict=True
-        ):  # forward and backward, one micro-batch at a time
+        # forward and backward, one micro-batch at a time
+        for batch, weight in zip(parts, weights, strict=True):
             loss = self.compute_loss(batch)
             if weight != 1.0:
                 loss = loss * weight
