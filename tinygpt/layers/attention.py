@@ -73,8 +73,9 @@ class KVCache:
         t = k.shape[-2]
         if self.length + t > self.capacity:
             raise ShapeError(f"KV cache full: {self.length} + {t} > capacity {self.capacity}")
-        self.keys[:, :, self.length : self.length + t, :] = k
-        self.values[:, :, self.length : self.length + t, :] = v
+        new = (slice(None), slice(None), slice(self.length, self.length + t), slice(None))
+        self.keys = backend.set_at(self.keys, new, k)  # in place where arrays are writable
+        self.values = backend.set_at(self.values, new, v)
         self.length += t
         return self.keys[:, :, : self.length, :], self.values[:, :, : self.length, :]
 
