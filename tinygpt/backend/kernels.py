@@ -80,4 +80,3 @@ def masked_softmax_portable(scores: Any, mask: Any | None) -> Any:
     probs = xp.exp(scores)
     probs /= row_sum(probs)
     return probs
-

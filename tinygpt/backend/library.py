@@ -43,6 +43,7 @@ class ArrayLibrary:
     name = ""
     extra = ""  # the pip extra that installs it ("" when a core dependency)
     devices = "cpu"  # the TINYGPT_DEVICE values it understands, for help texts and errors
+    gpu_device: str | None = None  # the TINYGPT_DEVICE value that picks the first GPU (None: no GPU)
     writable = True  # arrays may be updated in place (False: every update makes a new array)
 
     # Loading ----------------------------------------------------------------------------
@@ -95,7 +96,9 @@ class ArrayLibrary:
         """Rows of ``values`` (N, C) summed into (num_rows, C) at ``ids`` (N,)."""
         return portable(ids, values, num_rows)
 
-    def gelu_and_slope(self, x: Array, portable: Callable[[Array], tuple[Array, Array]]) -> tuple[Array, Array]:
+    def gelu_and_slope(
+        self, x: Array, portable: Callable[[Array], tuple[Array, Array]]
+    ) -> tuple[Array, Array]:
         """GELU of ``x`` and its slope, each like x."""
         return portable(x)
 

@@ -17,6 +17,7 @@ LIBRARIES: dict[str, ArrayLibrary] = {
     for library in (numpy.LIBRARY, array_api_strict.LIBRARY, cupy.LIBRARY, torch.LIBRARY, jax.LIBRARY)
 }
 BACKENDS: tuple[str, ...] = tuple(LIBRARIES)
+DEFAULT = "numpy"  # when TINYGPT_BACKEND is unset: a core dependency, runs everywhere
 
 
 def library(name: str) -> ArrayLibrary:

@@ -105,7 +105,7 @@ def use(name: str, device: str | None = None) -> Backend:
 def current() -> Backend:
     """The active backend; on first use it comes from ``TINYGPT_BACKEND`` (default numpy)."""
     if _state.backend is None:
-        name = os.environ.get("TINYGPT_BACKEND", "").strip() or "numpy"
+        name = os.environ.get("TINYGPT_BACKEND", "").strip() or registry.DEFAULT
         use(name, os.environ.get("TINYGPT_DEVICE") or None)
     return _state.backend  # type: ignore[return-value]
 

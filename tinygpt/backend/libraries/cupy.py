@@ -16,6 +16,7 @@ class CuPy(ArrayLibrary):
     name = "cupy"
     extra = "cuda12"
     devices = "cuda, cuda:N"
+    gpu_device = "cuda"
 
     def load(self, device: str | None) -> tuple[ModuleType, Any]:
         try:
@@ -78,7 +79,9 @@ class CuPy(ArrayLibrary):
             cupyx.scatter_add(out, ids, values)
             return out
 
-    def gelu_and_slope(self, x: Array, portable: Callable[[Array], tuple[Array, Array]]) -> tuple[Array, Array]:
+    def gelu_and_slope(
+        self, x: Array, portable: Callable[[Array], tuple[Array, Array]]
+    ) -> tuple[Array, Array]:
         """The portable formula compiled into one CUDA kernel: one read of x, two writes."""
         return _gelu_kernel()(x)
 

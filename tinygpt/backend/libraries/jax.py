@@ -23,6 +23,7 @@ class Jax(ArrayLibrary):
     name = "jax"
     extra = "jax"
     devices = "cpu, gpu, gpu:N"
+    gpu_device = "gpu"
     writable = False
 
     def load(self, device: str | None) -> tuple[ModuleType, Any]:
@@ -92,7 +93,7 @@ class Jax(ArrayLibrary):
 def _x64_enabled() -> bool:
     import jax
 
-    return bool(jax.config.jax_enable_x64)
+    return bool(jax.config.read("jax_enable_x64"))  # the scoped value inside jax.enable_x64
 
 
 LIBRARY = Jax()

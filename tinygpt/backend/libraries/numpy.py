@@ -35,7 +35,9 @@ class NumPy(ArrayLibrary):
     def owns(self, array: Any) -> bool:
         return isinstance(array, np.ndarray | np.generic)
 
-    def gelu_and_slope(self, x: Array, portable: Callable[[Array], tuple[Array, Array]]) -> tuple[Array, Array]:
+    def gelu_and_slope(
+        self, x: Array, portable: Callable[[Array], tuple[Array, Array]]
+    ) -> tuple[Array, Array]:
         """The portable form evaluated one L2-sized chunk at a time on large activations.
 
         On large activations (B*T*4C floats) every pass of the portable form streams

@@ -20,6 +20,7 @@ class Torch(ArrayLibrary):
     name = "torch"
     extra = "torch"
     devices = "cpu, cuda, cuda:N, mps"
+    gpu_device = "cuda"
 
     def load(self, device: str | None) -> tuple[ModuleType, Any]:
         try:
