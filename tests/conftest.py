@@ -31,8 +31,9 @@ except ImportError:
 
 def _unavailable(name: str) -> str | None:
     """Why backend ``name`` cannot run here (its own error: what to install, no GPU), or None."""
+    device = os.environ.get("TINYGPT_DEVICE") or None
     try:
-        with backend.using(name):
+        with backend.using(name, device if name == os.environ.get("TINYGPT_BACKEND", "").strip() else None):
             return None
     except BackendError as exc:
         return str(exc)
@@ -64,8 +65,13 @@ def _params() -> list:
 
 @pytest.fixture(params=_params())
 def xp_backend(request: pytest.FixtureRequest) -> Iterator[backend.Backend]:
-    """Run the test on each backend of the matrix; yields the active Backend (``.xp``, ``.device``)."""
-    with backend.using(request.param) as active:
+    """Run the test on each backend of the matrix; yields the active Backend (``.xp``, ``.device``).
+
+    The backend ``TINYGPT_BACKEND`` names runs on ``TINYGPT_DEVICE`` (a GPU run of the suite).
+    """
+    chosen = request.param == os.environ.get("TINYGPT_BACKEND", "").strip()
+    device = os.environ.get("TINYGPT_DEVICE") or None if chosen else None
+    with backend.using(request.param, device) as active:
         backend.manual_seed(0)
         yield active
 

@@ -43,8 +43,10 @@ class ArrayApiStrict(ArrayLibrary):
     def asarray(self, data: Any, xp: ModuleType, dtype: Any, device: Any, copy: bool) -> Array:
         if self.owns(data):
             return xp.asarray(data.to_device(device), dtype=dtype, device=device)
-        # order="C", not ascontiguousarray, which would make a 0-d array 1-d.
-        return xp.asarray(np.asarray(data, order="C"), dtype=dtype, device=device)
+        # order="C", not ascontiguousarray, which would make a 0-d array 1-d; array_api_strict
+        # wraps the NumPy array it is given, so copy here.
+        host = np.array(data, order="C", copy=True if copy else None)
+        return xp.asarray(host, dtype=dtype, device=device)
 
 
 LIBRARY = ArrayApiStrict()
