@@ -168,7 +168,8 @@ def test_only_a_backends_own_module_compares_its_name():
             if backend_name != own:
                 wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} compares with {backend_name!r}")
     assert not wrong, (
-        "ask the backend's ArrayLibrary (tinygpt/backend/library.py) instead of its name:\n" + "\n".join(wrong)
+        "ask the backend's ArrayLibrary (tinygpt/backend/library.py) instead of its name:\n"
+        + "\n".join(wrong)
     )
 
 
