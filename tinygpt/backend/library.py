@@ -8,7 +8,8 @@ object (through ``backend.current()``) for what differs:
 - how to import the namespace and parse ``TINYGPT_DEVICE`` (``load``);
 - host <-> device copies (``asarray``, ``to_host``, ``owns``);
 - dtypes: the index dtype, and whether float64 needs a scope (JAX);
-- whether its arrays may be written in place (``writable``);
+- whether its arrays may be written in place (``writable``), and whether new
+  shapes are expensive (``fixed_shapes``: JAX compiles each op per shape);
 - device synchronisation and free memory (profiler, memory check);
 - fast paths: scatter-add, GELU, masked softmax, dropout masks. Each receives
   its portable Array-API form as the last argument and may simply call it
@@ -45,6 +46,9 @@ class ArrayLibrary:
     devices = "cpu"  # the TINYGPT_DEVICE values it understands, for help texts and errors
     gpu_device: str | None = None  # the TINYGPT_DEVICE value that picks the first GPU (None: no GPU)
     writable = True  # arrays may be updated in place (False: every update makes a new array)
+    # Each new array shape costs a compilation (JAX): prefer fixed shapes where they cost little,
+    # e.g. the KV cache then attends over its whole capacity, the unfilled tail masked out.
+    fixed_shapes = False
 
     # Loading ----------------------------------------------------------------------------
     def load(self, device: str | None) -> tuple[ModuleType, Any]:

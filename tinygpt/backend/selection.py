@@ -49,6 +49,11 @@ class Backend:
         """Whether arrays may be updated in place (False on JAX: every update makes a new array)."""
         return self.library.writable
 
+    @property
+    def fixed_shapes(self) -> bool:
+        """Whether new array shapes are expensive (JAX compiles each operation per shape)."""
+        return self.library.fixed_shapes
+
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, device={self.device!r})"
 

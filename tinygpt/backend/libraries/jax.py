@@ -25,6 +25,7 @@ class Jax(ArrayLibrary):
     devices = "cpu, gpu, gpu:N"
     gpu_device = "gpu"
     writable = False
+    fixed_shapes = True  # eager JAX compiles every operation once per shape
 
     def load(self, device: str | None) -> tuple[ModuleType, Any]:
         try:
