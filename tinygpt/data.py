@@ -213,7 +213,7 @@ def split_for_training(text: str, tokenizer: Any, val_fraction: float, block_siz
 
 
 def token_array(ids: list[int]) -> Any:
-    """Token ids (a Python list) as an int64 backend array on the current device."""
+    """Token ids (a Python list) as a backend array of the index dtype on the current device."""
     if not ids:
         raise CorpusError("no tokens: the text is empty")
     return backend.asarray(ids, dtype=backend.current().int_dtype)
@@ -229,7 +229,7 @@ def require_window(ids: Any, block_size: int, what: str = "the text") -> None:
 
 
 def sample_windows(ids: Any, block_size: int, batch_size: int, rng: backend.Generator) -> Any:
-    """``batch_size`` random windows of ``block_size`` consecutive ids: (B, T) int64.
+    """``batch_size`` random windows of ``block_size`` consecutive ids: (B, T), the index dtype.
 
     Start offsets are uniform over every position where a full window fits.
     """

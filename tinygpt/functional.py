@@ -161,7 +161,7 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Te
 
 def _as_index_array(ids: Tensor | Array) -> Array:
     data = ids.data if isinstance(ids, Tensor) else ids
-    if "int" not in str(data.dtype):
+    if not backend.current().xp.isdtype(data.dtype, "integral"):
         raise ShapeError(f"expected integer token ids, got dtype {data.dtype}")
     return data
 

@@ -1,6 +1,8 @@
 """Optimizers, gradient clipping and learning-rate schedules.
 
-Optimizers update parameters in place under ``no_grad``. Parameters can be
+Optimizers update parameters under ``no_grad``: in place where the backend's
+arrays are writable, and always by assigning the result back (``p.data -= step``,
+``state["m"] = m``), so the same code is correct on immutable JAX arrays. Parameters can be
 given as a list or as groups (dicts with ``params`` and per-group settings),
 so that, for example, biases and norms skip weight decay.
 """
@@ -153,6 +155,7 @@ class Adam(Optimizer):
         if "m" not in state:
             state["m"] = xp.zeros_like(p.data)
             state["v"] = xp.zeros_like(p.data)
+        # In place where arrays are writable; on JAX each update is a new array, hence the write-back.
         m, v = state["m"], state["v"]
         m *= beta1
         m += ((1.0 - beta1) * grad_scale) * g
@@ -160,6 +163,7 @@ class Adam(Optimizer):
         g2 *= (1.0 - beta2) * grad_scale * grad_scale
         v *= beta2
         v += g2
+        state["m"], state["v"] = m, v
         t = self.step_count
         bias1 = 1.0 - beta1**t
         bias2 = 1.0 - beta2**t

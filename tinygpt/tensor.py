@@ -140,7 +140,7 @@ class Tensor:
     ``data`` may be a backend array, a NumPy array, nested lists or a scalar;
     it is placed on the current backend and device. Floating data gets the
     default float dtype (float32 unless inside ``backend.default_float("float64")``),
-    integer data stays int64 (token ids).
+    integer data gets the backend's index dtype (token ids: int64; int32 on JAX without x64).
     """
 
     __slots__ = ("_backward", "_parents", "data", "grad_data", "name", "requires_grad")
@@ -506,8 +506,8 @@ class Tensor:
 
         def backward(g: Array) -> tuple[Array]:
             full = xp.zeros(x.shape, dtype=g.dtype, device=g.device)
-            full[target] = xp.reshape(g, tuple(x[target].shape)) if len(target) < len(parts) else g
-            return (full,)
+            part = xp.reshape(g, tuple(x[target].shape)) if len(target) < len(parts) else g
+            return (backend.set_at(full, target, part),)
 
         return Tensor.from_op(out, (self,), backward)
 

@@ -27,9 +27,9 @@ def test_gelu_fast_path_equals_portable_form(xp_backend):
 
 def test_gelu_chunked_numpy_path_equals_portable_form(xp_backend):
     """Large inputs take the chunked NumPy path (several chunks plus a ragged tail)."""
-    from tinygpt.backend import kernels
+    from tinygpt.backend.libraries.numpy import CHUNKED_FROM
 
-    host = np.random.default_rng(0).standard_normal(kernels._CHUNKED_FROM + 12345) * 4
+    host = np.random.default_rng(0).standard_normal(CHUNKED_FROM + 12345) * 4
     x = backend.asarray(host)
     fast = [backend.to_numpy(a) for a in backend.gelu_and_slope(x)]
     portable = [backend.to_numpy(a) for a in backend.gelu_and_slope_portable(x)]

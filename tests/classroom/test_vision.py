@@ -26,7 +26,7 @@ def test_digits_split_is_disjoint_and_scaled_to_unit_range(xp_backend):
     assert data.x_train.shape[1] == 64 and data.x_test.shape[0] == 449
     assert float(backend.to_numpy(xp.max(data.x_train))) == 1.0
     assert float(backend.to_numpy(xp.min(data.x_test))) == 0.0
-    assert data.y_train.dtype == xp.int64
+    assert data.y_train.dtype == xp_backend.int_dtype
 
 
 def test_shuffled_indices_is_a_seeded_permutation(xp_backend):

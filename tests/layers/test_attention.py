@@ -77,16 +77,22 @@ def test_heads_must_divide_the_width() -> None:
         MultiHeadAttention(10, 3)
 
 
-def test_kv_cache_gives_the_same_outputs_as_full_attention(xp_backend, float64) -> None:
+@pytest.mark.parametrize("fixed_shapes", [False, True], ids=["sliced", "fixed-shapes"])
+def test_kv_cache_gives_the_same_outputs_as_full_attention(
+    xp_backend, float64, fixed_shapes: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fixed-shapes (JAX's form): attend over the whole capacity, the unfilled tail masked out.
+    monkeypatch.setattr(xp_backend.library, "fixed_shapes", fixed_shapes)
     attn = MultiHeadAttention(8, 2, rng=Generator(12)).eval()
     x = random_tensor((2, 5, 8), 13)
     with no_grad():
         full = attn(x).numpy()
-        cache = KVCache(batch=2, n_head=2, capacity=5, head_dim=4)
+        cache = KVCache(batch=2, n_head=2, capacity=7, head_dim=4, keep_weights=True)
         first = attn(x[:, :2], cache=cache).numpy()  # a prompt of two tokens
         steps = [attn(x[:, t : t + 1], cache=cache).numpy() for t in range(2, 5)]
     np.testing.assert_allclose(np.concatenate([first, *steps], axis=1), full, rtol=1e-10, atol=1e-12)
     assert cache.length == 5
+    assert cache.weights is not None and tuple(cache.weights.shape) == (2, 2, 1, 5)  # the last token's
 
 
 def test_attention_dropout_only_in_training(xp_backend, float64) -> None:

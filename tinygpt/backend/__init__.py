@@ -1,9 +1,12 @@
-"""The backend layer: everything that differs between NumPy, CuPy and array_api_strict.
+"""The backend layer: everything that differs between NumPy, array_api_strict, CuPy, torch and JAX.
 
-Nothing outside this package imports numpy or cupy. Library code asks
-``current()`` for the namespace (``current().xp``) and device, creates arrays
-with explicit ``dtype=`` and ``device=``, and uses the helpers below for what
-the Array API standard does not have (random numbers, scatter-add, host copies).
+Nothing outside this package imports an array library or knows backend names.
+Library code asks ``current()`` for the namespace (``current().xp``) and
+device, creates arrays with explicit ``dtype=`` and ``device=``, and uses the
+helpers below for what the Array API standard does not have (random numbers,
+scatter-add, indexed updates that also work on immutable arrays, host copies).
+Each array library is one ``ArrayLibrary`` in ``libraries/``, listed in
+``registry.py``.
 """
 
 from tinygpt.backend.host import asarray, to_numpy
@@ -14,15 +17,17 @@ from tinygpt.backend.kernels import (
     masked_softmax_portable,
     row_sum,
 )
-from tinygpt.backend.ops import one_hot, scatter_add_rows, scatter_add_rows_portable
+from tinygpt.backend.library import ArrayLibrary
+from tinygpt.backend.ops import one_hot, scatter_add_rows, scatter_add_rows_portable, set_at
 from tinygpt.backend.random import Generator, default_generator, manual_seed
+from tinygpt.backend.registry import BACKENDS, LIBRARIES
 from tinygpt.backend.selection import (
-    BACKENDS,
     Backend,
     available_memory,
     current,
     default_float,
     set_default_float,
+    synchronize,
     tune_allocator,
     use,
     using,
@@ -30,6 +35,8 @@ from tinygpt.backend.selection import (
 
 __all__ = [
     "BACKENDS",
+    "LIBRARIES",
+    "ArrayLibrary",
     "Backend",
     "Generator",
     "asarray",
@@ -46,7 +53,9 @@ __all__ = [
     "row_sum",
     "scatter_add_rows",
     "scatter_add_rows_portable",
+    "set_at",
     "set_default_float",
+    "synchronize",
     "to_numpy",
     "tune_allocator",
     "use",

@@ -1,12 +1,15 @@
-"""The few operations the Array API standard lacks, each with a portable fallback.
+"""The few operations the Array API standard lacks, each with a portable form.
 
 Each function here has one portable implementation written against the
-standard, and optionally a backend fast path; tests check that both agree.
+standard; a library may add a fast path (``ArrayLibrary.scatter_add_rows``),
+and tests check that both agree.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import array_api_extra as xpx
 
 from tinygpt.backend.selection import current
 
@@ -24,20 +27,27 @@ def scatter_add_rows(ids: Any, values: Any, num_rows: int) -> Any:
 
     Repeated ids accumulate (an embedding used twice gets both gradients).
     Portable form: one-hot(ids).T @ values, which is also the fastest on CPU
-    for character vocabularies; CuPy uses its atomic scatter-add.
+    for character vocabularies; CuPy, torch and JAX use their scatter-add.
     """
     b = current()
-    if b.name == "cupy":
-        import cupyx
-
-        with b.device:
-            out = b.xp.zeros((num_rows, values.shape[-1]), dtype=values.dtype)
-            cupyx.scatter_add(out, ids, values)
-            return out
-    return scatter_add_rows_portable(ids, values, num_rows)
+    return b.library.scatter_add_rows(ids, values, num_rows, b.device, scatter_add_rows_portable)
 
 
 def scatter_add_rows_portable(ids: Any, values: Any, num_rows: int) -> Any:
     """The Array-API-only form of ``scatter_add_rows``."""
     xp = current().xp
     return xp.matmul(xp.matrix_transpose(one_hot(ids, num_rows, values.dtype)), values)
+
+
+def set_at(x: Any, index: Any, values: Any, copy: bool | None = None) -> Any:
+    """``x`` with ``x[index] = values``; use the result, never ``x`` afterwards.
+
+    Where the backend's arrays are writable (NumPy, torch, CuPy, array_api_strict)
+    ``x`` is updated in place and returned; on JAX a new array is returned
+    (``array_api_extra.at``). ``copy=True`` forces the copying form everywhere
+    (the portable form tests compare the in-place one with).
+    """
+    b = current()
+    if copy is None:
+        copy = not b.writable
+    return xpx.at(x, index).set(values, copy=copy, xp=b.xp)

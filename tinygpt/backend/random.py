@@ -1,9 +1,10 @@
 """Seeded random numbers on any backend (the Array API standard has no RNG).
 
-All randomness comes from one host NumPy PCG64 generator, so a run is the same
-on numpy and array_api_strict, and its state (a small JSON-able dict) goes into
-checkpoints for exact resumes. On CuPy, large draws (dropout masks) are made on
-the GPU by a generator seeded from the host one, so they cost no transfer.
+All randomness comes from one host NumPy PCG64 generator, so one seed gives the
+same run on numpy, array_api_strict, torch and JAX, and its state (a small
+JSON-able dict) goes into checkpoints for exact resumes. On CuPy, large draws
+(dropout masks) are made on the GPU by a generator seeded from the host one, so
+they cost no transfer (``ArrayLibrary.keep_mask``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygpt.backend.host import asarray
+from tinygpt.backend.host import asarray, to_numpy
 from tinygpt.backend.selection import current
 
 
@@ -49,22 +50,19 @@ class Generator:
         return asarray(self._host.uniform(low, high, tuple(shape)), dtype=dtype, copy=False)
 
     def integers(self, low: int, high: int, shape: Sequence[int]) -> Any:
-        """Integers in ``[low, high)`` as an int64 backend array."""
+        """Integers in ``[low, high)`` as a backend array of the index dtype."""
         return asarray(self._host.integers(low, high, tuple(shape), dtype=np.int64), copy=False)
 
     def keep_mask(self, shape: Sequence[int], p_keep: float, dtype: Any = None) -> Any:
         """A dropout mask: 1/p_keep with probability p_keep, else 0 (inverted dropout)."""
         b = current()
         dtype = dtype or b.float_dtype
-        if b.name == "cupy":
-            import cupy
 
-            with b.device:
-                gpu = cupy.random.default_rng(int(self._host.integers(2**63)))
-                draw = gpu.random(tuple(shape), dtype=cupy.float32)
-                return (draw < p_keep).astype(dtype) * (1.0 / p_keep)
-        keep = self._host.random(tuple(shape), dtype=np.float32) < p_keep
-        return asarray(keep.astype(np.float32) * np.float32(1.0 / p_keep), dtype=dtype, copy=False)
+        def on_host() -> Any:
+            keep = self._host.random(tuple(shape), dtype=np.float32) < p_keep
+            return asarray(keep.astype(np.float32) * np.float32(1.0 / p_keep), dtype=dtype, copy=False)
+
+        return b.library.keep_mask(self._host, shape, p_keep, dtype, b.device, on_host)
 
     def categorical(self, probs: Any) -> Any:
         """One index per row of ``probs`` (N, V), drawn with those probabilities.
@@ -72,8 +70,6 @@ class Generator:
         Sampling needs a cumulative sum and a search, done on the host: it is a
         tiny (N, V) array once per generated token.
         """
-        from tinygpt.backend.host import to_numpy
-
         p = to_numpy(probs).astype(np.float64)
         cdf = np.cumsum(p, axis=-1)
         cdf /= cdf[:, -1:]

@@ -2,8 +2,9 @@
 
 The choice is global (like a "current device"): set it with the environment
 variable ``TINYGPT_BACKEND`` (and optionally ``TINYGPT_DEVICE``), with
-``tinygpt.backend.use("cupy")``, or for a block of code with
-``with tinygpt.backend.using("array_api_strict"): ...``.
+``tinygpt.backend.use("torch", "cuda:1")``, or for a block of code with
+``with tinygpt.backend.using("array_api_strict"): ...``. The names and what
+each library can do come from ``registry.py``.
 """
 
 from __future__ import annotations
@@ -17,29 +18,46 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from tinygpt.backend import registry
+from tinygpt.backend.library import ArrayLibrary
 from tinygpt.errors import BackendError
 
-BACKENDS = ("numpy", "array_api_strict", "cupy")
 FLOAT_DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
 class Backend:
-    """An Array API namespace plus the device arrays are created on."""
+    """An Array API namespace, the device arrays are created on, and the library that knows the rest."""
 
     name: str
     xp: ModuleType
     device: Any
+    library: ArrayLibrary
 
     @property
     def float_dtype(self) -> Any:
         """The dtype new floating arrays get (float32 unless a float64 scope is active)."""
-        return getattr(self.xp, _state.float_name)
+        return self.library.float_dtype(self.xp, _state.float_name)
 
     @property
     def int_dtype(self) -> Any:
-        """The dtype of token ids and other indices."""
-        return self.xp.int64
+        """The dtype of token ids and other indices (int64; int32 on JAX without x64)."""
+        return self.library.index_dtype(self.xp)
+
+    @property
+    def writable(self) -> bool:
+        """Whether arrays may be updated in place (False on JAX: every update makes a new array)."""
+        return self.library.writable
+
+    @property
+    def on_host(self) -> bool:
+        """Whether arrays live in host memory (the CPU), not on a GPU."""
+        return self.library.device_is_host(self.device)
+
+    @property
+    def fixed_shapes(self) -> bool:
+        """Whether new array shapes are expensive (JAX compiles each operation per shape)."""
+        return self.library.fixed_shapes
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, device={self.device!r})"
@@ -83,60 +101,13 @@ def tune_allocator() -> bool:
 
 
 def _load(name: str, device: str | None) -> Backend:
-    if name == "numpy":
-        import array_api_compat.numpy as numpy_xp
-
-        if device not in (None, "", "cpu"):
-            raise BackendError(
-                f"the numpy backend runs on the CPU only, got device {device!r}; "
-                "unset TINYGPT_DEVICE or use TINYGPT_BACKEND=cupy for a GPU"
-            )
-        return Backend("numpy", numpy_xp, "cpu")
-    if name == "array_api_strict":
-        try:
-            import array_api_strict as strict_xp
-        except ImportError as exc:
-            raise BackendError(
-                "backend 'array_api_strict' needs the array-api-strict package: "
-                "pip install array-api-strict (or pip install 'tinygpt[test]')"
-            ) from exc
-        # A simulated second device by default, so arrays created without
-        # device= fail loudly instead of silently landing on the CPU.
-        dev = strict_xp.Device(device or "device1")
-        return Backend("array_api_strict", strict_xp, dev)
-    if name == "cupy":
-        try:
-            import cupy
-        except ImportError as exc:
-            raise BackendError(
-                "TINYGPT_BACKEND=cupy but CuPy is not installed: install it with "
-                "pip install 'tinygpt[cuda12]' (or [cuda13] for CUDA 13), "
-                "or unset TINYGPT_BACKEND to run on the CPU with NumPy"
-            ) from exc
-        if not cupy.is_available():
-            raise BackendError(
-                "TINYGPT_BACKEND=cupy but no CUDA GPU is visible (cupy.is_available() "
-                "is False): check nvidia-smi, or unset TINYGPT_BACKEND to use NumPy"
-            )
-        import array_api_compat.cupy as cupy_xp
-
-        index = 0
-        if device:
-            text = device.removeprefix("cuda").lstrip(":")
-            if not text.isdigit():
-                raise BackendError(f"bad cupy device {device!r}: use 'cuda:N', e.g. cuda:0")
-            index = int(text)
-        count = cupy.cuda.runtime.getDeviceCount()
-        if index >= count:
-            raise BackendError(f"device cuda:{index} requested but only {count} GPU(s) present")
-        gpu = cupy.cuda.Device(index)
-        gpu.use()  # CuPy allocates on the current device; array_api_compat ignores device=
-        return Backend("cupy", cupy_xp, gpu)
-    raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    library = registry.library(name)
+    xp, dev = library.load(device)
+    return Backend(name, xp, dev, library)
 
 
 def use(name: str, device: str | None = None) -> Backend:
-    """Make ``name`` the current backend (``numpy``, ``array_api_strict`` or ``cupy``)."""
+    """Make ``name`` the current backend (one of ``registry.BACKENDS``) on ``device``."""
     _state.backend = _load(name.strip().lower(), device)
     return _state.backend
 
@@ -144,7 +115,7 @@ def use(name: str, device: str | None = None) -> Backend:
 def current() -> Backend:
     """The active backend; on first use it comes from ``TINYGPT_BACKEND`` (default numpy)."""
     if _state.backend is None:
-        name = os.environ.get("TINYGPT_BACKEND", "").strip() or "numpy"
+        name = os.environ.get("TINYGPT_BACKEND", "").strip() or registry.DEFAULT
         use(name, os.environ.get("TINYGPT_DEVICE") or None)
     return _state.backend  # type: ignore[return-value]
 
@@ -154,7 +125,9 @@ def using(name: str, device: str | None = None) -> Iterator[Backend]:
     """Run a block of code on another backend, then restore the previous one."""
     previous = _state.backend
     try:
-        yield use(name, device)
+        active = use(name, device)
+        with active.library.float_scope(_state.float_name):
+            yield active
     finally:
         _state.backend = previous
 
@@ -172,7 +145,8 @@ def default_float(name: str) -> Iterator[None]:
     previous = _state.float_name
     set_default_float(name)
     try:
-        yield
+        with current().library.float_scope(name):  # JAX: x64 for this block only
+            yield
     finally:
         _state.float_name = previous
 
@@ -180,18 +154,10 @@ def default_float(name: str) -> Iterator[None]:
 def available_memory(b: Backend | None = None) -> int | None:
     """Bytes free for arrays on the backend's device (None when it cannot be told)."""
     b = b or current()
-    if b.name == "cupy":
-        with b.device:
-            free, _total = b.device.mem_info
-            return int(free)
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+    return b.library.free_memory(b.device)
+
+
+def synchronize(b: Backend | None = None) -> None:
+    """Wait until the backend's device has finished its queued work (timing GPU code)."""
+    b = b or current()
+    b.library.synchronize(b.device)

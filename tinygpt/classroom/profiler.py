@@ -73,7 +73,8 @@ class Profiler(OpObserver):
         except RuntimeError:
             raise RuntimeError("a Profiler is already active; profilers do not nest") from None
         self._observing = stack
-        self._sync = getattr(backend.current().device, "synchronize", None)  # CuPy devices have one
+        active = backend.current()
+        self._sync = lambda: backend.synchronize(active)  # GPUs run asynchronously: time finished work
         self.wait()
         self._start = time.perf_counter()
         return self

@@ -97,7 +97,8 @@ def add_backend_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backend", choices=backend.BACKENDS, help="array library (default: $TINYGPT_BACKEND or numpy)"
     )
-    p.add_argument("--device", help="device, e.g. cuda:1 (default: $TINYGPT_DEVICE)")
+    devices = "; ".join(f"{name}: {lib.devices}" for name, lib in backend.LIBRARIES.items())
+    p.add_argument("--device", help=f"device ({devices}; default: $TINYGPT_DEVICE)")
 
 
 def select_backend(args: argparse.Namespace) -> backend.Backend:

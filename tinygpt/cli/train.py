@@ -196,7 +196,7 @@ def _trainer(
     windows = train_config.batch_size * train_config.grad_accum  # per step, shared by the ranks
     rows = min(train_config.batch_size, -(-windows // ranks))  # the most one rank runs at once
     local = 1 if parallel is None else parallel.world.local_size
-    check_memory(config, rows, local if backend.current().name != "cupy" else 1)
+    check_memory(config, rows, local if backend.current().on_host else 1)  # local ranks share host RAM
     train_ids, val_ids = split_for_training(text, tokenizer, data_info["val_fraction"], config.block_size)
     backend.manual_seed(train_config.seed)
     return LanguageModelTrainer(

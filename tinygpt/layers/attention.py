@@ -69,13 +69,22 @@ class KVCache:
         self.weights: Array | None = None
 
     def append(self, k: Array, v: Array) -> tuple[Array, Array]:
-        """Store new (B, H, t, D) keys/values; return all of them so far (B, H, length, D)."""
+        """Store new (B, H, t, D) keys/values; return all of them so far (B, H, length, D).
+
+        On backends with ``fixed_shapes`` it returns the whole buffers (B, H, capacity, D) instead;
+        positions past ``length`` hold zeros that the causal mask excludes.
+        """
         t = k.shape[-2]
         if self.length + t > self.capacity:
             raise ShapeError(f"KV cache full: {self.length} + {t} > capacity {self.capacity}")
-        self.keys[:, :, self.length : self.length + t, :] = k
-        self.values[:, :, self.length : self.length + t, :] = v
+        new = (slice(None), slice(None), slice(self.length, self.length + t), slice(None))
+        self.keys = backend.set_at(self.keys, new, k)  # in place where arrays are writable
+        self.values = backend.set_at(self.values, new, v)
         self.length += t
+        if backend.current().fixed_shapes:
+            # The whole capacity (B, H, capacity, D): the causal mask hides the unfilled tail, and
+            # every generated token then runs on the same shapes (JAX compiles each shape once).
+            return self.keys, self.values
         return self.keys[:, :, : self.length, :], self.values[:, :, : self.length, :]
 
 
@@ -121,9 +130,10 @@ class MultiHeadAttention(Module):
         q, k, v = F.split_heads(qkv, self.n_head, parts=3)  # (B, H, t, D) each
         keys, values = cache.append(k, v)  # (B, H, L, D)
         t = q.shape[2]
-        probs = F.attention_weights(q, keys, F.causal_mask(t, cache.length, cache.length - t))  # (B, H, t, L)
+        # Query i sits at position length - t + i and sees keys up to it: (B, H, t, L).
+        probs = F.attention_weights(q, keys, F.causal_mask(t, keys.shape[2], cache.length - t))
         if cache.keep_weights:
-            cache.weights = probs
+            cache.weights = probs[..., : cache.length]
         return F.merge_heads(xp.matmul(probs, values))  # (B, H, t, D) -> (B, t, C)
 
     def __repr__(self) -> str:

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from tinygpt import backend
-from tinygpt.backend import collectives
 from tinygpt.errors import DistributedError, MissingExtraError, TinyGPTError
 
 # Environment variables a launcher sets in each process it starts: (rank, world size).
@@ -103,12 +102,13 @@ class World:
         device named for all of them (``--device``, ``TINYGPT_DEVICE``), they
         share, and gradients go through host memory instead.
         """
-        if self.size == 1 or backend.current().name != "cupy":
+        current = backend.current()
+        if self.size == 1 or current.on_host:
             return False
         if explicit or os.environ.get("TINYGPT_DEVICE"):
             return self.local_size > 1
-        count = collectives.gpu_count()
-        backend.use("cupy", f"cuda:{self.local_rank % count}")
+        count = current.library.gpu_count()
+        backend.use(current.name, current.library.gpu(self.local_rank % count))
         return self.local_size > count
 
     # Collectives (each one watched: a peer that never arrives aborts the run) ----------------
