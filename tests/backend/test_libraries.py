@@ -140,3 +140,15 @@ def test_torch_arrays_on_the_cpu_do_not_share_memory_with_host_copies() -> None:
         host = backend.to_numpy(a)
         host[0] = 5.0
         assert backend.to_numpy(a)[0] == 0.0
+
+
+@pytest.mark.parametrize("name", ["numpy", "array_api_strict", "torch", "jax", "cupy"])
+def test_a_bad_device_is_the_same_one_line_error_on_every_backend(name):
+    from tinygpt.errors import BackendError
+
+    with pytest.raises(BackendError) as info:
+        backend.use(name, "bogus:7")
+    message = str(info.value)
+    assert "\n" not in message
+    if "not installed" not in message and "no CUDA GPU" not in message:  # the library itself is missing
+        assert message.startswith(f"bad {name} device 'bogus:7'") and "use one of" in message

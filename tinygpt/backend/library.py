@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from tinygpt.errors import BackendError
+
 Array = Any
 
 # GELU, GPT-2's tanh approximation: tanh(sqrt(2/pi) (x + 0.044715 x^3)). The portable form
@@ -60,6 +62,13 @@ class ArrayLibrary:
         Raise ``BackendError`` naming the fix when the library or device is missing.
         """
         raise NotImplementedError(f"{type(self).__name__} must define load()")
+
+    def bad_device(self, device: str | None, why: str = "") -> BackendError:
+        """The one-line error every library gives for a ``TINYGPT_DEVICE`` it cannot use."""
+        return BackendError(
+            f"bad {self.name} device {device!r}{why}: use one of {self.devices} "
+            "(TINYGPT_DEVICE or --device; unset it for the default)"
+        )
 
     # Dtypes ------------------------------------------------------------------------------
     def index_dtype(self, xp: ModuleType) -> Any:

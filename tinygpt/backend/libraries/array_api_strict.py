@@ -29,7 +29,7 @@ class ArrayApiStrict(ArrayLibrary):
         try:
             return strict_xp, strict_xp.Device(device or "device1")
         except ValueError as exc:
-            raise BackendError(f"bad array_api_strict device {device!r}: use {self.devices}") from exc
+            raise self.bad_device(device) from exc
 
     def owns(self, array: Any) -> bool:
         return is_module_array(array, "array_api_strict")

@@ -38,7 +38,7 @@ class CuPy(ArrayLibrary):
         if device:
             text = device.removeprefix("cuda").lstrip(":")
             if text and not text.isdigit():
-                raise BackendError(f"bad cupy device {device!r}: use 'cuda' or 'cuda:N', e.g. cuda:0")
+                raise self.bad_device(device)
             index = int(text or 0)
         count = cupy.cuda.runtime.getDeviceCount()
         if index >= count:

@@ -38,7 +38,7 @@ class Jax(ArrayLibrary):
             ) from exc
         platform, _, index_text = (device or "cpu").strip().lower().partition(":")
         if platform not in ("cpu", "gpu") or (index_text and not index_text.isdigit()):
-            raise BackendError(f"bad jax device {device!r}: use one of {self.devices}")
+            raise self.bad_device(device)
         try:
             found = jax.devices(platform)
         except RuntimeError as exc:

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from tinygpt.backend.library import Array, ArrayLibrary
-from tinygpt.errors import BackendError
 
 # Elements per chunk: x, y, slope and three scratch rows of this size fit in L2 (about 6 x 128 KiB).
 CHUNK = 32 * 1024
@@ -26,9 +25,8 @@ class NumPy(ArrayLibrary):
         import array_api_compat.numpy as numpy_xp
 
         if device not in (None, "", "cpu"):
-            raise BackendError(
-                f"the numpy backend runs on the CPU only, got device {device!r}; "
-                "unset TINYGPT_DEVICE or choose a GPU backend (cupy, torch, jax)"
+            raise self.bad_device(
+                device, " (numpy runs on the CPU only; for a GPU choose cupy, torch or jax)"
             )
         return numpy_xp, "cpu"
 

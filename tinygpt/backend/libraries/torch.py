@@ -36,7 +36,7 @@ class Torch(ArrayLibrary):
         try:
             dev = torch.device(text)
         except RuntimeError as exc:
-            raise BackendError(f"bad torch device {device!r}: use one of {self.devices}") from exc
+            raise self.bad_device(device) from exc
         if dev.type == "cuda":
             count = torch.cuda.device_count() if torch.cuda.is_available() else 0
             if count == 0:
@@ -51,7 +51,7 @@ class Torch(ArrayLibrary):
             if not torch.backends.mps.is_available():
                 raise BackendError("TINYGPT_DEVICE=mps but no Apple GPU is available; use TINYGPT_DEVICE=cpu")
         elif dev.type != "cpu":
-            raise BackendError(f"bad torch device {device!r}: use one of {self.devices}")
+            raise self.bad_device(device)
         return torch_xp, dev
 
     def owns(self, array: Any) -> bool:
