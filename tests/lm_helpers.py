@@ -11,7 +11,7 @@ import numpy as np
 from tinygpt import backend
 from tinygpt.data import split_text, token_array
 from tinygpt.models.gpt import GPTConfig, TinyGPT
-from tinygpt.tokenizer import CharTokenizer
+from tinygpt.tokenizers import CharTokenizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

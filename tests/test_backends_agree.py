@@ -24,7 +24,7 @@ from tinygpt.generation import generate
 from tinygpt.losses import LanguageModelLoss
 from tinygpt.models.gpt import GPTConfig, TinyGPT
 from tinygpt.optim import AdamW, clip_scale, warmup_cosine_lr
-from tinygpt.tokenizer import CharTokenizer
+from tinygpt.tokenizers import CharTokenizer
 
 CPU_BACKENDS = ("numpy", "array_api_strict", "torch", "jax")
 TEXT = "to be or not to be, that is the question.\n"

@@ -12,7 +12,7 @@ from tinygpt import backend, checkpoint, files
 from tinygpt.checkpoint import load_checkpoint, read_config, resolve_checkpoint, save_checkpoint
 from tinygpt.errors import CheckpointError
 from tinygpt.tensor import no_grad
-from tinygpt.tokenizer import CharTokenizer
+from tinygpt.tokenizers import CharTokenizer
 from tinygpt.training.run_directory import RunDirectory
 
 TEXT = "a small text, with Ünïcode ✓ and emoji 🙂\n"
@@ -177,7 +177,7 @@ def test_tokenizer_from_another_vocabulary_is_reported(tmp_path):
     with pytest.raises(CheckpointError, match=r"tokenizer\.json.*SHA-256"):
         load_checkpoint(path)
     _update_sha(path, "tokenizer.json")  # consistent hash, but 3 characters for a bigger model
-    with pytest.raises(CheckpointError, match=r"tokenizer\.json.*3 characters") as err:
+    with pytest.raises(CheckpointError, match=r"tokenizer\.json.*3 tokens") as err:
         load_checkpoint(path)
     assert f"vocab_size={_tokenizer().vocab_size}" in str(err.value)
 

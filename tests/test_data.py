@@ -25,7 +25,7 @@ from tinygpt.data import (
     token_array,
 )
 from tinygpt.errors import ConfigError, CorpusError
-from tinygpt.tokenizer import CharTokenizer
+from tinygpt.tokenizers import CharTokenizer
 
 # --- read_text --------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from tinygpt import backend
 from tinygpt.errors import ConfigError, TokenizerError
 from tinygpt.generation import TextGeneration, filter_logits, generate, generate_stream
 from tinygpt.tensor import no_grad
-from tinygpt.tokenizer import CharTokenizer
+from tinygpt.tokenizers import CharTokenizer
 
 VOCAB = 11
 BLOCK = 12

@@ -22,7 +22,7 @@ from tests.lm_helpers import tiny_model
 from tinygpt import backend
 from tinygpt.checkpoint import load_checkpoint, resolve_checkpoint
 from tinygpt.errors import CheckpointError, CorpusError
-from tinygpt.tokenizer import CharTokenizer
+from tinygpt.tokenizers import CharTokenizer
 from tinygpt.training import LanguageModelTrainer, RunDirectory, TrainConfig
 from tinygpt.training.loop import print_line
 

@@ -34,7 +34,7 @@ from tinygpt import backend
 from tinygpt.errors import CheckpointError, ConfigError, TinyGPTError
 from tinygpt.files import fsync_dir, fsync_write, json_bytes, umask
 from tinygpt.models.gpt import GPTConfig, TinyGPT
-from tinygpt.tokenizer import CharTokenizer
+from tinygpt.tokenizers import Tokenizer, tokenizer_from_dict
 
 FORMAT = "tinygpt-checkpoint"
 VERSION = 1
@@ -47,7 +47,7 @@ class Checkpoint:
 
     path: Path
     model: TinyGPT
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     optimizer_state: dict[str, Any] | None = None
     trainer_state: dict[str, Any] = field(default_factory=dict)
 
@@ -56,7 +56,7 @@ class Checkpoint:
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: TinyGPT,
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     optimizer_state: dict[str, Any] | None = None,
     trainer_state: dict[str, Any] | None = None,
 ) -> Path:
@@ -303,12 +303,12 @@ def _load(path: Path, with_training_state: bool) -> Checkpoint:
     _check_fits(path, model_config)
     tokenizer_data = parse_json(_read(path, "tokenizer.json", sha["tokenizer.json"]), path / "tokenizer.json")
     try:
-        tokenizer = CharTokenizer.from_dict(tokenizer_data, source=str(path / "tokenizer.json"))
+        tokenizer = tokenizer_from_dict(tokenizer_data, source=str(path / "tokenizer.json"))
     except TinyGPTError as exc:
         raise CheckpointError(str(exc)) from None
     if tokenizer.vocab_size != model_config.vocab_size:
         raise CheckpointError(
-            f"{path / 'tokenizer.json'} has {tokenizer.vocab_size} characters but the model was built for "
+            f"{path / 'tokenizer.json'} has {tokenizer.vocab_size} tokens but the model was built for "
             f"vocab_size={model_config.vocab_size}; the files come from different runs"
         )
     weights = _load_safetensors(

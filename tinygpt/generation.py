@@ -18,7 +18,7 @@ from tinygpt.errors import ConfigError, ShapeError
 from tinygpt.models.gpt import TinyGPT
 from tinygpt.progress import Progress
 from tinygpt.tensor import Array, no_grad
-from tinygpt.tokenizer import CharTokenizer
+from tinygpt.tokenizers import Tokenizer
 
 
 def validate_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
@@ -147,14 +147,13 @@ def generate(
 class TextGeneration:
     """Text in, text out: a model and its tokenizer wrapped for sampling."""
 
-    def __init__(self, model: TinyGPT, tokenizer: CharTokenizer) -> None:
+    def __init__(self, model: TinyGPT, tokenizer: Tokenizer) -> None:
         self.model = model
         self.tokenizer = tokenizer
 
     def prompt_ids(self, prompt: str, on_unknown: str = "error") -> list[int]:
-        """The ids generation starts from; an empty prompt starts a line (the usual start of a speech)."""
-        text = prompt or ("\n" if "\n" in self.tokenizer.chars else self.tokenizer.chars[0])
-        return self.tokenizer.encode(text, on_unknown)
+        """The ids generation starts from; an empty prompt starts where the tokenizer says text begins."""
+        return self.tokenizer.encode(prompt, on_unknown) if prompt else self.tokenizer.start_ids()
 
     def sample(
         self,

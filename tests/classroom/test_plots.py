@@ -14,7 +14,7 @@ from tinygpt.classroom.plots import attention_figure_size, attention_maps, plot_
 from tinygpt.errors import CheckpointError, ConfigError
 from tinygpt.models import GPTConfig, TinyGPT
 from tinygpt.tensor import no_grad
-from tinygpt.tokenizer import CharTokenizer
+from tinygpt.tokenizers import CharTokenizer
 
 pytest.importorskip("matplotlib")
 from matplotlib.image import imread

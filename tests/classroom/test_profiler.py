@@ -10,7 +10,7 @@ from tinygpt.classroom.profiler import CATEGORIES, Profiler
 from tinygpt.data import token_array
 from tinygpt.models import GPTConfig, TinyGPT
 from tinygpt.tensor import Tensor
-from tinygpt.tokenizer import CharTokenizer
+from tinygpt.tokenizers import CharTokenizer
 from tinygpt.training import LanguageModelTrainer, TrainConfig
 
 TEXT = "to be or not to be, that is the question; whether tis nobler in the mind to suffer. " * 12

@@ -271,7 +271,7 @@ def test_checkpoint_whose_tokenizer_has_another_vocabulary(capsys, run_dir, tmp_
     import shutil
 
     from tinygpt.checkpoint import resolve_checkpoint
-    from tinygpt.tokenizer import CharTokenizer
+    from tinygpt.tokenizers import CharTokenizer
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(resolve_checkpoint(run_dir), ckpt)

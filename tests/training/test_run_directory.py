@@ -13,7 +13,7 @@ import pytest
 from tests.lm_helpers import subprocess_env, tiny_model
 from tinygpt.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from tinygpt.errors import ConfigError
-from tinygpt.tokenizer import CharTokenizer
+from tinygpt.tokenizers import CharTokenizer
 from tinygpt.training.run_directory import RunDirectory
 
 TEXT = "a small text for a run directory\n"

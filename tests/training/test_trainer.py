@@ -14,7 +14,7 @@ from tinygpt.layers import Dense
 from tinygpt.losses import MSELoss
 from tinygpt.optim import SGD
 from tinygpt.tensor import Tensor
-from tinygpt.tokenizer import CharTokenizer
+from tinygpt.tokenizers import CharTokenizer
 from tinygpt.training import LanguageModelTrainer, TrainConfig, Trainer, TrainingInterrupted, evaluate_ids
 
 

@@ -24,7 +24,7 @@ from tinygpt.errors import CheckpointError, ConfigError, ShapeError
 from tinygpt.extras import require
 from tinygpt.models.gpt import TinyGPT
 from tinygpt.tensor import Array
-from tinygpt.tokenizer import CharTokenizer
+from tinygpt.tokenizers import Tokenizer
 
 DPI = 100
 LOSS_FIGSIZE = (6.4, 4.0)  # inches: 640 x 400 pixels
@@ -133,7 +133,7 @@ def attention_figure_size(n_head: int) -> tuple[int, int]:
 
 def plot_attention(
     model: TinyGPT,
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     prompt: str,
     layer: int,
     out: str | os.PathLike[str],

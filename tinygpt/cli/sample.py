@@ -18,7 +18,7 @@ from tinygpt.cli.args import (
 )
 from tinygpt.generation import TextGeneration
 from tinygpt.settings import TOP_P
-from tinygpt.tokenizer import UNKNOWN_CHOICES
+from tinygpt.tokenizers import UNKNOWN_CHOICES
 
 ESTIMATE_AFTER_S = 1.0  # measure the speed this long before saying how long the rest will take
 ESTIMATE_FROM_S = 60.0  # say it only when the rest would take longer than this

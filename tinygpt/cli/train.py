@@ -28,7 +28,7 @@ from tinygpt.errors import CheckpointError, ConfigError
 from tinygpt.generation import TextGeneration
 from tinygpt.models.gpt import GPTConfig, TinyGPT
 from tinygpt.settings import flag_of
-from tinygpt.tokenizer import CharTokenizer
+from tinygpt.tokenizers import CharTokenizer, Tokenizer
 from tinygpt.training import LanguageModelTrainer, RunDirectory, TrainConfig, distributed
 from tinygpt.training.data_parallel import DataParallel
 
@@ -187,7 +187,7 @@ def _trainer(
     run_dir: RunDirectory,
     config: GPTConfig,
     train_config: TrainConfig,
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     text: str,
     data_info: dict[str, Any],
     parallel: DataParallel | None = None,

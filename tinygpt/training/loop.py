@@ -33,7 +33,7 @@ from tinygpt.models.gpt import TinyGPT
 from tinygpt.optim import AdamW, warmup_cosine_lr
 from tinygpt.progress import Progress
 from tinygpt.tensor import Tensor
-from tinygpt.tokenizer import CharTokenizer
+from tinygpt.tokenizers import Tokenizer
 from tinygpt.training.config import TrainConfig
 from tinygpt.training.data_parallel import DataParallel
 from tinygpt.training.interrupts import EXIT_CODES, StopSignals, TrainingInterrupted
@@ -52,7 +52,7 @@ class LanguageModelTrainer(Trainer):
     def __init__(
         self,
         model: TinyGPT,
-        tokenizer: CharTokenizer,
+        tokenizer: Tokenizer,
         train_ids: Any,
         val_ids: Any,
         config: TrainConfig,

@@ -139,6 +139,10 @@ class CharTokenizer:
                 )
         return ""
 
+    def start_ids(self) -> list[int]:
+        """A new line (the usual start of a speech) where the vocabulary has one, else its first character."""
+        return [self._ids["\n"] if "\n" in self._ids else 0]
+
     def decode(self, ids: Iterable[int]) -> str:
         """Turn token ids (list, iterable, or array with ``.tolist()``) into text."""
         if hasattr(ids, "tolist"):
