@@ -280,7 +280,7 @@ def test_checkpoint_whose_tokenizer_has_another_vocabulary(capsys, run_dir, tmp_
     config["sha256"]["tokenizer.json"] = hashlib.sha256((ckpt / "tokenizer.json").read_bytes()).hexdigest()
     (ckpt / "config.json").write_text(json.dumps(config))
     code, _, err = run_cli(capsys, "sample", "--checkpoint", ckpt)
-    assert_one_line_error(code, err, "tokenizer.json", "3 characters")
+    assert_one_line_error(code, err, "tokenizer.json", "3 tokens")
 
 
 def test_checkpoint_that_is_not_one(capsys, tmp_path):
