@@ -26,7 +26,7 @@ from tinygpt.cli.args import (
 from tinygpt.data import split_for_training
 from tinygpt.errors import CheckpointError, ConfigError
 from tinygpt.generation import TextGeneration
-from tinygpt.models.gpt import GPTConfig, TinyGPT
+from tinygpt.models import GPTConfig, TinyGPT
 from tinygpt.settings import flag_of
 from tinygpt.tokenizers import CharTokenizer, Tokenizer
 from tinygpt.training import LanguageModelTrainer, RunDirectory, TrainConfig, distributed

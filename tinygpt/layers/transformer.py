@@ -31,10 +31,17 @@ class MLP(Module):
 class TransformerBlock(Module):
     """One pre-norm block: x (B, T, C) -> (B, T, C)."""
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, rng: Generator | None = None) -> None:
-        self.ln1 = LayerNorm(n_embd)
+    def __init__(
+        self,
+        n_embd: int,
+        n_head: int,
+        dropout: float = 0.0,
+        eps: float = 1e-5,
+        rng: Generator | None = None,
+    ) -> None:
+        self.ln1 = LayerNorm(n_embd, eps=eps)
         self.attn = MultiHeadAttention(n_embd, n_head, dropout=dropout, rng=rng)
-        self.ln2 = LayerNorm(n_embd)
+        self.ln2 = LayerNorm(n_embd, eps=eps)
         self.mlp = MLP(n_embd, dropout=dropout, rng=rng)
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:

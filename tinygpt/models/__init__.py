@@ -1,5 +1,6 @@
 """Models assembled from tinygpt layers."""
 
-from tinygpt.models.gpt import GPTConfig, TinyGPT
+from tinygpt.models.config import GPTConfig
+from tinygpt.models.gpt import TinyGPT
 
 __all__ = ["GPTConfig", "TinyGPT"]
