@@ -28,7 +28,7 @@ from safetensors.numpy import save as st_save
 
 from tinygpt import backend
 from tinygpt.errors import CheckpointError, ConfigError, TinyGPTError
-from tinygpt.files import fsync_dir, fsync_write, json_bytes, umask
+from tinygpt.files import fsync_dir, fsync_write, json_bytes, publish_directory, umask
 from tinygpt.models import GPTConfig, TinyGPT
 from tinygpt.models.weights import (
     FORMAT,
@@ -71,7 +71,6 @@ def save_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    old = path.with_name(f".{path.name}.old")
     try:
         os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; a checkpoint is shared like any file
         files: dict[str, bytes] = {}
@@ -95,19 +94,9 @@ def save_checkpoint(
             fsync_write(tmp / name, data)
         fsync_write(tmp / "config.json", json_bytes(config))
         fsync_dir(tmp)
-        if path.exists():
-            # Between these two renames ``path`` is absent; resolve_checkpoint then finds ``old``.
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-        fsync_dir(path.parent)
+        publish_directory(tmp, path)  # between its two renames, resolve_checkpoint finds the old one
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not path.exists():  # failed between the renames: put the old one back
-            os.replace(old, path)
         raise
     return path
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,28 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def publish_directory(tmp: Path, path: Path) -> None:
+    """Swap the complete directory ``tmp`` in at ``path`` (replacing one there) with renames.
+
+    Between the two renames ``path`` is absent and the previous version waits at
+    ``.<name>.old`` (readers of checkpoints look there); a failure puts it back.
+    """
+    old = path.with_name(f".{path.name}.old")
+    try:
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        if old.exists() and not path.exists():  # failed between the renames: put the old one back
+            os.replace(old, path)
         raise
     fsync_dir(path.parent)
 

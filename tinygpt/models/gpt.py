@@ -8,14 +8,17 @@ final LayerNorm -> logits (B, T, vocab) through the token embedding itself
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tinygpt import backend
 from tinygpt import functional as F
 from tinygpt.backend import Generator, default_generator
-from tinygpt.errors import ConfigError, ShapeError
+from tinygpt.errors import CheckpointError, ConfigError, ShapeError
 from tinygpt.layers import Embedding, KVCache, LayerNorm, Module, PositionalEncoding, TransformerBlock
+from tinygpt.models import huggingface, weights
 from tinygpt.models.config import GPTConfig
 from tinygpt.tensor import Array, Tensor, no_grad
 
@@ -66,6 +69,46 @@ class TinyGPT(Module):
         ]
         self.ln_f = LayerNorm(c.n_embd, eps=c.layer_norm_eps)
         self._init_gpt2(rng)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str], which: str = "best") -> TinyGPT:
+        """A model from a local Hugging Face GPT-2 directory or a tinygpt run or checkpoint directory.
+
+        Hugging Face weights are read one tensor at a time through a memory map, after the
+        config, every tensor's name, shape and dtype, and the free memory are checked. A run
+        directory gives its ``which`` checkpoint (best or latest). Weights only: see
+        ``tinygpt.checkpoint.load_checkpoint`` for the tokenizer and training state.
+        """
+        path = Path(path)
+        if huggingface.is_huggingface_directory(path):
+            config, tensors, names = huggingface.open_gpt2(path)
+            weights.check_fits(path / "config.json", config.num_parameters())
+            model = cls(config)
+            with tensors:
+                weights.assign_weights(model, tensors, names)
+            return model
+        folder = weights.resolve_checkpoint(path, which)
+        recorded = weights.read_config(folder)
+        try:
+            config = GPTConfig.from_dict(recorded["model"])
+        except (ConfigError, TypeError) as exc:
+            raise CheckpointError(f"{folder / 'config.json'} has an invalid model config: {exc}") from None
+        weights.check_fits(folder / "config.json", config.num_parameters())
+        model = cls(config)
+        model.load_state_dict(
+            weights.read_checkpoint_weights(folder, recorded), source=str(folder / "model.safetensors")
+        )
+        return model
+
+    def save_pretrained(
+        self, path: str | os.PathLike[str], tokenizer_files: dict[str, bytes] | None = None
+    ) -> Path:
+        """Write a Hugging Face GPT-2 directory that ``transformers.GPT2LMHeadModel.from_pretrained`` loads.
+
+        ``tokenizer_files`` (name -> bytes, see ``tinygpt.tokenizers.huggingface_files``) go beside
+        the weights. A non-empty directory tinygpt did not write is refused.
+        """
+        return huggingface.save_gpt2(path, self.config, self.state_dict(), tokenizer_files)
 
     def _init_gpt2(self, rng: Generator) -> None:
         """GPT-2 init: N(0, 0.02) weights, zero biases, residual projections scaled by 1/sqrt(2 n_layer).

@@ -1,0 +1,252 @@
+"""GPT-2 in Hugging Face's layout: config translation and weight names, in and out.
+
+A Hugging Face GPT-2 directory holds ``config.json`` (GPT2Config's fields) and
+``model.safetensors`` (or shards ``model-0000x-of-0000y.safetensors`` listed in
+``model.safetensors.index.json``). tinygpt's TinyGPT is the same network:
+
+    transformer.wte / wpe              -> wte / wpe                 (vocab, C) / (n_positions, C)
+    transformer.h.N.ln_1 / ln_2        -> blocks.N.ln1 / ln2
+    transformer.h.N.attn.c_attn        -> blocks.N.attn.qkv         weight (C, 3C): [q | k | v]
+    transformer.h.N.attn.c_proj        -> blocks.N.attn.proj        weight (C, C)
+    transformer.h.N.mlp.c_fc / c_proj  -> blocks.N.mlp.fc / proj    weight (C, 4C) / (4C, C)
+    transformer.ln_f                   -> ln_f
+    lm_head.weight                     -> tied to wte (not stored)
+
+GPT-2's ``Conv1D`` stores weights (in, out), which is tinygpt's ``Dense``
+layout too, so no weight is transposed. The ``attn.bias``/``attn.masked_bias``
+buffers of old files are the causal mask, not parameters: they are ignored.
+Pickled ``pytorch_model.bin`` files are never read (loading pickle runs code).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from safetensors.numpy import save_file
+
+from tinygpt.errors import CheckpointError, ConfigError
+from tinygpt.files import fsync_dir, fsync_write, json_bytes, publish_directory, umask
+from tinygpt.models.config import GPTConfig
+from tinygpt.models.weights import FORMAT, SafetensorsFiles, parse_json, read_bytes, read_json, regular_file
+
+WEIGHTS = "model.safetensors"
+INDEX = "model.safetensors.index.json"
+PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
+# GPT-2's tanh-form GELU under its names in transformers (gelu_fast is the same formula, expanded).
+TANH_GELU = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+# Options that change the network into one TinyGPT is not: (key, the value TinyGPT is, why).
+FIXED = (
+    ("scale_attn_weights", True, "attention scores divided by sqrt(head size)"),
+    ("scale_attn_by_inverse_layer_idx", False, "scores further divided by the layer index"),
+    ("reorder_and_upcast_attn", False, "attention upcast and reordered (Mistral's GPT-2 variant)"),
+    ("add_cross_attention", False, "cross-attention to an encoder"),
+    ("tie_word_embeddings", True, "the output head shares the token embedding"),
+)
+# GPT2Config's defaults, used as transformers uses them when config.json omits a key.
+DEFAULTS = {"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12}
+EXPORT_MARK = "tinygpt_export"  # a config.json key: this directory was written by tinygpt export
+
+
+def is_huggingface_directory(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds a Hugging Face model (a config.json that is not a tinygpt checkpoint's)."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        return False
+    data = read_json(path, "config.json")
+    return isinstance(data, dict) and data.get("format") != FORMAT and "model_type" in data
+
+
+def config_from_gpt2(data: Any, source: str | Path) -> GPTConfig:
+    """A GPTConfig from GPT2Config's fields (``config.json``), refusing what TinyGPT cannot represent."""
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{source} is not a JSON object; the file is corrupt")
+    model_type = data.get("model_type")
+    if model_type != "gpt2":
+        raise CheckpointError(
+            f"{source} describes a {model_type!r} model; tinygpt loads GPT-2 (model_type 'gpt2') only"
+        )
+    activation = data.get("activation_function", "gelu_new")
+    if activation not in TANH_GELU:
+        raise CheckpointError(
+            f"{source}: activation_function {activation!r} is not GPT-2's tanh-form GELU; tinygpt "
+            f"computes {' / '.join(TANH_GELU)} only, so this model would give different outputs"
+        )
+    for key, value, what in FIXED:
+        if key in data and data[key] != value:
+            raise CheckpointError(
+                f"{source}: {key}={data[key]!r} ({what}) is not something TinyGPT has; "
+                f"tinygpt loads GPT-2 models with {key}={value}"
+            )
+    values = {key: data.get(key, default) for key, default in DEFAULTS.items()}
+    if data.get("n_positions") is None and data.get("n_ctx") is not None:
+        values["n_positions"] = data["n_ctx"]  # very old configs name the context n_ctx only
+    inner = data.get("n_inner")
+    if inner is not None and inner != 4 * values["n_embd"]:
+        raise CheckpointError(
+            f"{source}: n_inner={inner!r}, but TinyGPT's MLP is 4 * n_embd = {4 * values['n_embd']} wide"
+        )
+    try:
+        return GPTConfig(
+            vocab_size=values["vocab_size"],
+            block_size=values["n_positions"],
+            n_layer=values["n_layer"],
+            n_head=values["n_head"],
+            n_embd=values["n_embd"],
+            dropout=0.0,  # inference; fine-tuning sets its own with --dropout
+            positional="learned",
+            layer_norm_eps=data.get("layer_norm_epsilon", 1e-5),
+        )
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+
+
+def gpt2_config(config: GPTConfig) -> dict[str, Any]:
+    """GPT2Config's fields for a TinyGPT (what ``config.json`` of an exported directory holds)."""
+    if config.positional != "learned":
+        raise ConfigError(
+            f"this model uses {config.positional} positions, which GPT-2 does not have (it learns a "
+            "position table): only models trained with --positional learned can be exported"
+        )
+    return {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": config.vocab_size,
+        "n_positions": config.block_size,
+        "n_ctx": config.block_size,
+        "n_embd": config.n_embd,
+        "n_layer": config.n_layer,
+        "n_head": config.n_head,
+        "n_inner": None,
+        "activation_function": "gelu_new",
+        "resid_pdrop": config.dropout,
+        "embd_pdrop": config.dropout,
+        "attn_pdrop": config.dropout,
+        "layer_norm_epsilon": config.layer_norm_eps,
+        "initializer_range": 0.02,
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        "add_cross_attention": False,
+        "tie_word_embeddings": True,
+        "use_cache": True,
+        "bos_token_id": None,
+        "eos_token_id": None,
+        "torch_dtype": "float32",
+    }
+
+
+def weight_names(config: GPTConfig, prefix: str = "transformer.") -> dict[str, str]:
+    """TinyGPT parameter name -> GPT-2 tensor name, for every parameter (the head is tied to wte)."""
+    names = {"wte.weight": "wte.weight", "wpe.weight": "wpe.weight"}
+    parts = {
+        "ln1": "ln_1",
+        "attn.qkv": "attn.c_attn",
+        "attn.proj": "attn.c_proj",
+        "ln2": "ln_2",
+        "mlp.fc": "mlp.c_fc",
+        "mlp.proj": "mlp.c_proj",
+    }
+    for i in range(config.n_layer):
+        for ours, theirs in parts.items():
+            for kind in ("weight", "bias"):
+                names[f"blocks.{i}.{ours}.{kind}"] = f"h.{i}.{theirs}.{kind}"
+    names |= {"ln_f.weight": "ln_f.weight", "ln_f.bias": "ln_f.bias"}
+    return {ours: prefix + theirs for ours, theirs in names.items()}
+
+
+def _weight_files(path: Path) -> list[Path]:
+    """The safetensors files of a Hugging Face directory: model.safetensors, or the shards its index lists."""
+    if (path / WEIGHTS).exists() or (path / WEIGHTS).is_symlink():
+        return [regular_file(path, WEIGHTS)]
+    if (path / INDEX).exists() or (path / INDEX).is_symlink():
+        index = read_json(path, INDEX, 16 << 20)
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
+            raise CheckpointError(f"{path / INDEX} has no weight_map of tensor -> file; the file is corrupt")
+        shards = sorted(set(weight_map.values()))
+        for shard in shards:
+            if Path(shard).name != shard or not shard.endswith(".safetensors"):
+                raise CheckpointError(
+                    f"{path / INDEX} lists {shard!r}, which is not a .safetensors file in the directory"
+                )
+        return [regular_file(path, shard) for shard in shards]
+    pickled = [name for name in PICKLED if (path / name).exists()]
+    if pickled:
+        raise CheckpointError(
+            f"{path} has only {pickled[0]}, a pickle, which tinygpt never loads (it can run code); get "
+            "the safetensors weights: `huggingface-cli download gpt2 model.safetensors config.json "
+            f"--local-dir {path}`, or convert with transformers: "
+            "GPT2LMHeadModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)"
+        )
+    raise CheckpointError(f"{path} has a config.json but no {WEIGHTS} (nor {INDEX}); add the weights file")
+
+
+def open_gpt2(path: str | os.PathLike[str]) -> tuple[GPTConfig, SafetensorsFiles, dict[str, str]]:
+    """A Hugging Face GPT-2 directory's config, its weight files (headers checked) and the name mapping.
+
+    Accepts names with or without the ``transformer.`` prefix (transformers writes it; the
+    original OpenAI conversion does not).
+    """
+    path = Path(path)
+    file = regular_file(path, "config.json")
+    config = config_from_gpt2(parse_json(read_bytes(file, 1 << 20), file), file)
+    tensors = SafetensorsFiles(_weight_files(path))
+    prefix = "transformer." if "transformer.wte.weight" in tensors.where else ""
+    return config, tensors, weight_names(config, prefix)
+
+
+def save_gpt2(
+    path: str | os.PathLike[str],
+    config: GPTConfig,
+    state: dict[str, Any],
+    tokenizer_files: dict[str, bytes] | None = None,
+) -> Path:
+    """Write a Hugging Face GPT-2 directory (config.json, model.safetensors, tokenizer files) atomically.
+
+    ``state`` is TinyGPT's state dict (host float32 arrays). A directory that is not
+    empty is replaced only if tinygpt wrote it; anything else is refused, so nothing is lost.
+    """
+    path = Path(path)
+    hf_config = {**gpt2_config(config), EXPORT_MARK: True}
+    _check_replaceable(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~umask())
+        names = weight_names(config)
+        tensors = {names[name]: array.astype("float32") for name, array in state.items()}
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt"})  # "pt": transformers asks for it
+        with open(tmp / WEIGHTS, "rb+") as f:
+            os.fsync(f.fileno())
+        for name, data in (tokenizer_files or {}).items():
+            fsync_write(tmp / name, data)
+        fsync_write(tmp / "config.json", json_bytes(hf_config))
+        fsync_dir(tmp)
+        publish_directory(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _check_replaceable(path: Path) -> None:
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ConfigError(f"--out {path} is a file; give a directory to export into")
+    if not any(path.iterdir()):
+        return
+    config = path / "config.json"
+    ours = False
+    if config.is_file() and not config.is_symlink():
+        data = parse_json(read_bytes(config, 1 << 20), config)
+        ours = isinstance(data, dict) and data.get(EXPORT_MARK) is True
+    if not ours:
+        raise ConfigError(
+            f"--out {path} is a directory with files tinygpt did not write; refusing to overwrite it: "
+            "give a new or empty directory"
+        )
