@@ -30,6 +30,7 @@ from tinygpt import backend
 from tinygpt.errors import CheckpointError, ConfigError, TinyGPTError
 from tinygpt.files import fsync_dir, fsync_write, json_bytes, publish_directory, umask
 from tinygpt.models import GPTConfig, TinyGPT
+from tinygpt.models.huggingface import is_huggingface_directory
 from tinygpt.models.weights import (
     FORMAT,
     VERSION,
@@ -154,6 +155,13 @@ def load_checkpoint(
     on; the pointer is then followed again (a few times) instead of failing.
     """
     path = Path(path)
+    if is_huggingface_directory(path):
+        if with_training_state:
+            raise CheckpointError(
+                f"{path} is a pretrained model with no training state; fine-tune it with "
+                f"`tinygpt train --init-from {path} --out DIR` instead of resuming it"
+            )
+        return load_pretrained(path)
     for _ in range(5):
         is_run = (path / f"{which}.json").exists() and not (path / "config.json").exists()
         target = read_pointer(path, which) if is_run else None
@@ -163,6 +171,26 @@ def load_checkpoint(
             if not is_run or read_pointer(path, which) == target:
                 raise  # not a pointer that moved on meanwhile: the checkpoint itself is bad
     return _load(resolve_checkpoint(path, which), with_training_state)
+
+
+def load_pretrained(path: str | os.PathLike[str]) -> Checkpoint:
+    """A Hugging Face GPT-2 directory with its own tokenizer, as a weights-only Checkpoint."""
+    from tinygpt.tokenizers import tokenizer_from_directory
+
+    path = Path(path)
+    tokenizer = tokenizer_from_directory(path)
+    if tokenizer is None:
+        raise CheckpointError(
+            f"{path} has no tokenizer files; add the model's tokenizer.json (or vocab.json and merges.txt) "
+            f"to it, e.g. `huggingface-cli download gpt2 tokenizer.json vocab.json merges.txt --local-dir {path}`"
+        )
+    model = TinyGPT.from_pretrained(path)
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise CheckpointError(
+            f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+            f"vocab_size={model.config.vocab_size}; the tokenizer files belong to another model"
+        )
+    return Checkpoint(path, model, tokenizer)
 
 
 def _load(path: Path, with_training_state: bool) -> Checkpoint:

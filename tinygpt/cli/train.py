@@ -44,6 +44,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its latest checkpoint"
     )
+    p.add_argument(
+        "--init-from",
+        metavar="PATH",
+        help="fine-tune: start from a Hugging Face GPT-2 directory or a tinygpt run, with its tokenizer "
+        "and model settings (--block-size may crop the context)",
+    )
     add_backend_flags(p)
     add_settings(p.add_argument_group("model"), GPTConfig, skip=("vocab_size",))
     add_settings(p.add_argument_group("training"), TrainConfig)
@@ -151,9 +157,41 @@ def new_trainer(
     run_dir.check_new()
     train_config = settings_from(args, TrainConfig)
     text, data_info = load_text(args)
+    if args.init_from:
+        model, tokenizer = pretrained(args)
+        return _trainer(args, run_dir, model, train_config, tokenizer, text, data_info, parallel)
     tokenizer = CharTokenizer.from_text(text)
     config = settings_from(args, GPTConfig, vocab_size=tokenizer.vocab_size)
     return _trainer(args, run_dir, config, train_config, tokenizer, text, data_info, parallel)
+
+
+def pretrained(args: argparse.Namespace) -> tuple[TinyGPT, Tokenizer]:
+    """The model ``--init-from`` names (block size cropped, dropout as typed) and its tokenizer.
+
+    Its shape comes from the pretrained model: a model flag typed that disagrees is refused.
+    """
+    ckpt = load_checkpoint(args.init_from)
+    config, typed = ckpt.model.config, given(args)
+    for field in dataclasses.fields(GPTConfig):
+        value, theirs = getattr(args, field.name, None), getattr(config, field.name)
+        if field.name in typed and field.name not in ("block_size", "dropout") and value != theirs:
+            raise ConfigError(
+                f"{flag_of(field)} {value} conflicts with the model of --init-from {args.init_from} "
+                f"({field.name}={theirs}); drop the flag: a fine-tune keeps the pretrained model's shape"
+            )
+    block = args.block_size if "block_size" in typed else config.block_size
+    if block > config.block_size:
+        raise ConfigError(
+            f"--block-size {block} is larger than the context of --init-from {args.init_from} "
+            f"({config.block_size} positions, all it learned); use --block-size {config.block_size} or less"
+        )
+    state = ckpt.model.state_dict()
+    if "wpe.weight" in state:  # crop the position table (nanoGPT's crop_block_size)
+        state["wpe.weight"] = state["wpe.weight"][:block]
+    model = TinyGPT(dataclasses.replace(config, block_size=block, dropout=args.dropout))
+    model.load_state_dict(state, source=str(ckpt.path))
+    print(f"fine-tuning {ckpt.path} ({config.num_parameters():,} parameters, context {block})", flush=True)
+    return model, ckpt.tokenizer
 
 
 def resumed_trainer(
@@ -185,13 +223,15 @@ def resumed_trainer(
 def _trainer(
     args: argparse.Namespace,
     run_dir: RunDirectory,
-    config: GPTConfig,
+    model: GPTConfig | TinyGPT,
     train_config: TrainConfig,
     tokenizer: Tokenizer,
     text: str,
     data_info: dict[str, Any],
     parallel: DataParallel | None = None,
 ) -> LanguageModelTrainer:
+    """A trainer for ``model`` (a pretrained one, or a fresh one of this config)."""
+    config = model.config if isinstance(model, TinyGPT) else model
     ranks = 1 if parallel is None else parallel.size
     windows = train_config.batch_size * train_config.grad_accum  # per step, shared by the ranks
     rows = min(train_config.batch_size, -(-windows // ranks))  # the most one rank runs at once
@@ -200,7 +240,7 @@ def _trainer(
     train_ids, val_ids = split_for_training(text, tokenizer, data_info["val_fraction"], config.block_size)
     backend.manual_seed(train_config.seed)
     return LanguageModelTrainer(
-        TinyGPT(config),
+        model if isinstance(model, TinyGPT) else TinyGPT(config),
         tokenizer,
         train_ids,
         val_ids,
