@@ -176,8 +176,8 @@ class BPETokenizer:
     def train(cls, text: str, vocab_size: int) -> BPETokenizer:
         """Learn ``vocab_size`` tokens from ``text``: 256 bytes, ``<|endoftext|>``, then merges.
 
-        A small text may run out of pairs to merge before ``vocab_size``; the
-        vocabulary is then smaller (``vocab_size`` says what it got).
+        A text too small to give that many merges is refused, so the vocabulary
+        (and the model's embedding) always has exactly the size asked for.
         """
         if type(vocab_size) is not int or not 257 <= vocab_size <= MAX_VOCAB:
             raise TokenizerError(
@@ -197,6 +197,12 @@ class BPETokenizer:
             show_progress=False,
         )
         tokenizer.train_from_iterator([text], trainer=trainer)
+        got = tokenizer.get_vocab_size(with_added_tokens=True)
+        if got < vocab_size:
+            raise TokenizerError(
+                f"the text has too few distinct byte pairs for {vocab_size} tokens: training stopped at {got}; "
+                f"ask for vocab_size (--vocab-size) <= {got}, or train on more text"
+            )
         return cls(tokenizer, source="trained tokenizer")
 
     @classmethod
