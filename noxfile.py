@@ -47,7 +47,7 @@ def _local_torch_wheel() -> Path | None:
 @nox.parametrize("backend", ["numpy", "array_api_strict", "torch", "jax", "cupy"])
 def tests(session: nox.Session, backend: str) -> None:
     """Run the whole test suite on one backend (CPU sessions include the mpiexec -n 2 tests)."""
-    extras = "test,vision,plot,mpi"  # mpi: mpi4py + MPICH's mpiexec from PyPI, for the data-parallel tests
+    extras = "test,vision,plot,mpi,bpe"  # mpi: mpi4py + MPICH's mpiexec from PyPI, for the data-parallel tests; bpe: tokenizers
     env = {"TINYGPT_TEST_BACKENDS": backend, "TINYGPT_BACKEND": backend, "TINYGPT_REQUIRE_MPI": "1"}
     wheel = _local_torch_wheel()
     if backend == "cupy":

@@ -29,13 +29,14 @@ from tinygpt.layers import (
 from tinygpt.losses import CrossEntropyLoss, LanguageModelLoss, MSELoss
 from tinygpt.models import GPTConfig, TinyGPT
 from tinygpt.tensor import Tensor, concat, no_grad, split, stack, tensor
-from tinygpt.tokenizers import CharTokenizer
+from tinygpt.tokenizers import BPETokenizer, CharTokenizer
 from tinygpt.training import LanguageModelTrainer, TrainConfig, Trainer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GELU",
+    "BPETokenizer",
     "CharTokenizer",
     "CrossEntropyLoss",
     "Dense",

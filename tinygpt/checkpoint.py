@@ -44,7 +44,7 @@ from tinygpt.models.weights import (
     read_pointer,
     resolve_checkpoint,
 )
-from tinygpt.tokenizers import Tokenizer, tokenizer_from_dict
+from tinygpt.tokenizers import Tokenizer, tokenizer_from_dict, tokenizer_from_directory
 
 POINTERS = ("latest", "best")
 
@@ -175,8 +175,6 @@ def load_checkpoint(
 
 def load_pretrained(path: str | os.PathLike[str]) -> Checkpoint:
     """A Hugging Face GPT-2 directory with its own tokenizer, as a weights-only Checkpoint."""
-    from tinygpt.tokenizers import tokenizer_from_directory
-
     path = Path(path)
     tokenizer = tokenizer_from_directory(path)
     if tokenizer is None:

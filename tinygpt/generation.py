@@ -174,7 +174,10 @@ class TextGeneration:
     def stream(
         self, prompt: str = "", max_new_tokens: int = 200, on_unknown: str = "error", **options: Any
     ) -> Iterator[str]:
-        """Yield the continuation of ``prompt`` character by character as it is generated.
+        """Yield the continuation of ``prompt`` piece by piece as it is generated.
+
+        Pieces are whole characters: a byte-level BPE token that ends inside a
+        character (part of an emoji) is held back until the character is complete.
 
         The prompt and options are checked here, before the first character, so a
         caller that prints the prompt first never prints it above an error.
@@ -182,4 +185,4 @@ class TextGeneration:
         ids = self.prompt_ids(prompt, on_unknown)
         validate_sampling(options.get("temperature", 1.0), options.get("top_k"), options.get("top_p"))
         steps = generate_stream(self.model, [ids], max_new_tokens, **options)
-        return (self.tokenizer.decode(step) for step in steps)
+        return self.tokenizer.decode_stream(step[0] for step in steps)

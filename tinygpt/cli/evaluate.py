@@ -9,8 +9,8 @@ from typing import Any
 
 from tinygpt.checkpoint import load_checkpoint
 from tinygpt.cli.args import add_checkpoint_flags, add_data_flags, positive_int, recorded_text, select_backend
-from tinygpt.data import split_for_training
-from tinygpt.training import distributed, evaluate_ids
+from tinygpt.data import split_for_training, split_text
+from tinygpt.training import bits_per_byte, distributed, evaluate_ids
 
 
 def add_parser(sub: Any) -> None:
@@ -36,14 +36,19 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     loss = evaluate_ids(ckpt.model, val_ids, args.batch_size, None if world.is_main else False, world)
     windows = val_ids.shape[0] // block
+    _, val_text = split_text(text, data["val_fraction"])
+    bpb = bits_per_byte(loss, val_ids.shape[0], len(val_text.encode("utf-8")))  # comparable across tokenizers
     result = {
         "val_loss": loss,
+        "val_bpb": bpb,
         "windows": windows,
         "tokens": windows * block,
         "checkpoint": str(ckpt.path),
         "seconds": round(time.perf_counter() - start, 2),
     }
     distributed.report(
-        json.dumps(result) if args.json else f"val loss {loss:.4f} over {windows} windows ({ckpt.path})"
+        json.dumps(result)
+        if args.json
+        else f"val loss {loss:.4f} ({bpb:.4f} bits per byte) over {windows} windows ({ckpt.path})"
     )
     return 0

@@ -24,5 +24,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     ckpt = load(args)
     out = ckpt.model.save_pretrained(args.out, huggingface_files(ckpt.tokenizer))
-    print(f"exported {ckpt.path} to {out}; load it with transformers.GPT2LMHeadModel.from_pretrained({str(out)!r})")
+    print(
+        f"exported {ckpt.path} to {out}; load it with transformers.GPT2LMHeadModel.from_pretrained({str(out)!r})"
+    )
     return 0

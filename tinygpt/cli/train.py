@@ -13,22 +13,24 @@ from tinygpt import backend
 from tinygpt.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from tinygpt.classroom.profiler import Profiler
 from tinygpt.cli.args import (
+    Given,
     add_backend_flags,
     add_data_flags,
     add_settings,
     given,
     load_text,
     nonnegative_int,
+    positive_int,
     recorded_text,
     select_backend,
     settings_from,
 )
-from tinygpt.data import split_for_training
+from tinygpt.data import split_for_training, split_text
 from tinygpt.errors import CheckpointError, ConfigError
 from tinygpt.generation import TextGeneration
 from tinygpt.models import GPTConfig, TinyGPT
 from tinygpt.settings import flag_of
-from tinygpt.tokenizers import CharTokenizer, Tokenizer
+from tinygpt.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
 from tinygpt.training import LanguageModelTrainer, RunDirectory, TrainConfig, distributed
 from tinygpt.training.data_parallel import DataParallel
 
@@ -51,6 +53,20 @@ def add_parser(sub: Any) -> None:
         "and model settings (--block-size may crop the context)",
     )
     add_backend_flags(p)
+    tok = p.add_argument_group("tokenizer")
+    tok.add_argument(
+        "--tokenizer",
+        choices=TOKENIZERS,
+        default="char",
+        action=Given,
+        help="char: one token per character; bpe: byte-level BPE trained on the training split (default: char)",
+    )
+    tok.add_argument(
+        "--vocab-size",
+        type=positive_int,
+        action=Given,
+        help=f"BPE vocabulary size, bytes and <|endoftext|> included (default: {DEFAULT_BPE_VOCAB})",
+    )
     add_settings(p.add_argument_group("model"), GPTConfig, skip=("vocab_size",))
     add_settings(p.add_argument_group("training"), TrainConfig)
     out = p.add_argument_group("output")
@@ -65,6 +81,35 @@ def add_parser(sub: Any) -> None:
     )
     out.add_argument("--profile", action="store_true", help="print time per kind of operation at the end")
     p.set_defaults(run=run)
+
+
+TOKENIZERS = ("char", "bpe")
+DEFAULT_BPE_VOCAB = 2048
+
+
+def make_tokenizer(args: argparse.Namespace, text: str, val_fraction: float) -> Tokenizer:
+    """The ``--tokenizer`` of a fresh run: characters of the whole text, or BPE learned from the training split."""
+    if args.tokenizer == "char":
+        if args.vocab_size is not None:
+            raise ConfigError(
+                "--vocab-size applies to --tokenizer bpe; a char vocabulary is the text's characters: "
+                "drop --vocab-size or add --tokenizer bpe"
+            )
+        return CharTokenizer.from_text(text)
+    train_text, _ = split_text(text, val_fraction)  # validation text stays unseen, by the tokenizer too
+    tokenizer = BPETokenizer.train(train_text, args.vocab_size or DEFAULT_BPE_VOCAB)
+    print(f"trained a byte-level BPE tokenizer of {tokenizer.vocab_size} tokens on the training split")
+    return tokenizer
+
+
+def check_resumed_tokenizer(args: argparse.Namespace, tokenizer: Tokenizer) -> None:
+    """Refuse a --tokenizer flag that disagrees with the run's (``resumed_settings`` checks --vocab-size)."""
+    kind = "bpe" if isinstance(tokenizer, BPETokenizer) else "char"
+    if "tokenizer" in given(args) and args.tokenizer != kind:
+        raise ConfigError(
+            f"--tokenizer {args.tokenizer} conflicts with the run, which uses --tokenizer {kind}; "
+            "drop --tokenizer to resume, or start a new run with --out elsewhere"
+        )
 
 
 def check_memory(config: GPTConfig, batch_size: int, sharing: int = 1) -> None:
@@ -160,7 +205,7 @@ def new_trainer(
     if args.init_from:
         model, tokenizer = pretrained(args)
         return _trainer(args, run_dir, model, train_config, tokenizer, text, data_info, parallel)
-    tokenizer = CharTokenizer.from_text(text)
+    tokenizer = make_tokenizer(args, text, data_info["val_fraction"])
     config = settings_from(args, GPTConfig, vocab_size=tokenizer.vocab_size)
     return _trainer(args, run_dir, config, train_config, tokenizer, text, data_info, parallel)
 
@@ -170,8 +215,15 @@ def pretrained(args: argparse.Namespace) -> tuple[TinyGPT, Tokenizer]:
 
     Its shape comes from the pretrained model: a model flag typed that disagrees is refused.
     """
+    typed = given(args)
+    if typed & {"tokenizer", "vocab_size"}:
+        flag = "--tokenizer" if "tokenizer" in typed else "--vocab-size"
+        raise ConfigError(
+            f"{flag} conflicts with --init-from {args.init_from}: a fine-tune keeps the pretrained "
+            f"model's tokenizer (its ids are what the model learned); drop {flag}"
+        )
     ckpt = load_checkpoint(args.init_from)
-    config, typed = ckpt.model.config, given(args)
+    config = ckpt.model.config
     for field in dataclasses.fields(GPTConfig):
         value, theirs = getattr(args, field.name, None), getattr(config, field.name)
         if field.name in typed and field.name not in ("block_size", "dropout") and value != theirs:
@@ -202,6 +254,7 @@ def resumed_trainer(
     other_rank = parallel is not None and not parallel.world.is_main
     ckpt = load_checkpoint(resolve_checkpoint(run_dir.path, "latest") if other_rank else run_dir.resume())
     train_config = resumed_settings(args, ckpt)
+    check_resumed_tokenizer(args, ckpt.tokenizer)
     text, data_info = recorded_text(args, ckpt.trainer_state.get("data", {}), strict=True)
     where = data_info.get("text") or f"the {data_info.get('corpus')!r} corpus"
     print(f"resuming on the text the run recorded: {where} (validation fraction {data_info['val_fraction']})")
@@ -238,6 +291,7 @@ def _trainer(
     local = 1 if parallel is None else parallel.world.local_size
     check_memory(config, rows, local if backend.current().on_host else 1)  # local ranks share host RAM
     train_ids, val_ids = split_for_training(text, tokenizer, data_info["val_fraction"], config.block_size)
+    _, val_text = split_text(text, data_info["val_fraction"])
     backend.manual_seed(train_config.seed)
     return LanguageModelTrainer(
         model if isinstance(model, TinyGPT) else TinyGPT(config),
@@ -249,4 +303,5 @@ def _trainer(
         show_progress=args.progress,
         data_info=data_info,
         parallel=parallel,
+        val_bytes=len(val_text.encode("utf-8")),
     )

@@ -14,7 +14,7 @@ import json
 import operator
 import os
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +166,11 @@ class CharTokenizer:
                 )
             out.append(chars[token])
         return "".join(out)
+
+    def decode_stream(self, ids: Iterable[int]) -> Iterator[str]:
+        """Text as ids arrive: every id is a whole character, so each is decoded at once."""
+        for token in ids:
+            yield self.decode([token])
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description that ``from_dict`` turns back into a tokenizer."""

@@ -1,4 +1,4 @@
-"""Exact evaluation: the mean next-token loss over every window of a split."""
+"""Exact evaluation: the mean next-token loss over every window of a split, and bits per byte."""
 
 from __future__ import annotations
 
@@ -51,3 +51,14 @@ def evaluate_ids(
     if count_sum == 0:
         raise ConfigError(f"{ids.shape[0]} tokens are fewer than one window of block_size={block}")
     return total / count_sum
+
+
+def bits_per_byte(loss: float, tokens: int, text_bytes: int) -> float:
+    """Loss in bits per UTF-8 byte of the text: comparable across tokenizers, unlike loss per token.
+
+    ``loss`` is the mean loss per token in nats over a text that is ``tokens`` tokens
+    and ``text_bytes`` bytes long: the text costs ``loss * tokens`` nats in all.
+    """
+    if tokens < 1 or text_bytes < 1:
+        raise ConfigError(f"bits per byte needs tokens and bytes, got {tokens} tokens and {text_bytes} bytes")
+    return loss * tokens / text_bytes / math.log(2)

@@ -36,6 +36,7 @@ from tinygpt.tensor import Tensor
 from tinygpt.tokenizers import Tokenizer
 from tinygpt.training.config import TrainConfig
 from tinygpt.training.data_parallel import DataParallel
+from tinygpt.training.evaluation import bits_per_byte
 from tinygpt.training.interrupts import EXIT_CODES, StopSignals, TrainingInterrupted
 from tinygpt.training.run_directory import RunDirectory
 from tinygpt.training.trainer import Batch, Callback, Trainer
@@ -62,6 +63,7 @@ class LanguageModelTrainer(Trainer):
         show_progress: bool | None = None,
         data_info: dict[str, Any] | None = None,
         parallel: DataParallel | None = None,
+        val_bytes: int | None = None,
     ) -> None:
         require_window(train_ids, model.config.block_size, "the training split")
         require_window(val_ids, model.config.block_size, "the validation split")
@@ -93,6 +95,7 @@ class LanguageModelTrainer(Trainer):
         self.log = log if main else None
         self.show_progress = show_progress if main else False
         self.data_info = data_info or {}
+        self.val_bytes = val_bytes  # UTF-8 bytes of the validation text: metrics then give bits per byte
         self.data_rng = backend.Generator(config.seed)
         self.best_val_loss = math.inf
         self.signals = StopSignals(enabled=out_dir is not None)  # Ctrl-C and SIGTERM save, then stop
@@ -192,10 +195,16 @@ class LanguageModelTrainer(Trainer):
         """Estimate both losses; with a run directory, save the latest (and best) checkpoint and log."""
         if self.parallel is not None:
             self.parallel.check_in_sync(self.model.named_parameters(), self.step)
+        train_loss, val_loss = self.estimate_loss(self.train_ids, 0), self.estimate_loss(self.val_ids, 1)
         metrics: dict[str, Any] = {
             "iter": self.step,
-            "train_loss": self.estimate_loss(self.train_ids, 0),
-            "val_loss": self.estimate_loss(self.val_ids, 1),
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            **(
+                {"val_bpb": bits_per_byte(val_loss, self.val_ids.shape[0], self.val_bytes)}
+                if self.val_bytes is not None
+                else {}
+            ),
             "lr": self.lr_schedule(min(self.step, self.config.max_iters)) if self.lr_schedule else None,
             "elapsed_s": round(time.perf_counter() - self._started, 3),
             "ms_per_iter": round(1000 * statistics.median(self._step_seconds), 3)
@@ -217,9 +226,10 @@ class LanguageModelTrainer(Trainer):
     def describe(self, m: dict[str, Any]) -> str:
         """One log line for an evaluation record."""
         timing = f", {m['ms_per_iter']:.1f} ms/iter" if m.get("ms_per_iter") else ""
+        bpb = f" ({m['val_bpb']:.4f} bits/byte)" if m.get("val_bpb") is not None else ""
         return (
             f"step {m['iter']:>5}/{self.config.max_iters}: train loss {m['train_loss']:.4f}, "
-            f"val loss {m['val_loss']:.4f}, lr {m['lr']:.2e}{timing}"
+            f"val loss {m['val_loss']:.4f}{bpb}, lr {m['lr']:.2e}{timing}"
         )
 
     def save(self) -> Path:

@@ -1,0 +1,327 @@
+"""Byte-level BPE: GPT-2's tokenizer, run by Hugging Face ``tokenizers``.
+
+Byte-level means the alphabet is the 256 byte values of UTF-8, each shown as
+one printable character (GPT-2's ``bytes_to_unicode`` table). Any text is a
+byte string, so any text encodes: there is no unknown character. Byte-pair
+encoding then merges the most frequent adjacent pairs into new tokens, so
+common words become one token and rare ones fall apart into pieces, down to
+single bytes. A token may therefore end in the middle of a UTF-8 character
+(an emoji is four bytes): ``decode_stream`` holds such bytes back until the
+character is complete.
+
+The saved form (``to_dict``) is Hugging Face's ``tokenizer.json`` itself, so a
+tinygpt checkpoint's tokenizer file works in ``transformers`` unchanged.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import operator
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tinygpt.errors import TokenizerError
+from tinygpt.extras import require
+
+END_OF_TEXT = "<|endoftext|>"
+MAX_FILE_BYTES = {"tokenizer.json": 64 << 20, "vocab.json": 32 << 20, "merges.txt": 32 << 20}
+MAX_VOCAB = 1 << 20  # GPT-2 has 50,257 tokens; the largest public vocabularies about 256k
+
+
+def _tokenizers() -> Any:
+    return require("tokenizers", "bpe", "the byte-level BPE tokenizer")
+
+
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's printable stand-in character for each byte, inverted: character -> byte value."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    chars, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            chars[chr(byte)] = byte
+        else:
+            chars[chr(256 + extra)] = byte  # bytes that are not printable move above Latin-1
+            extra += 1
+    return chars
+
+
+def read_tokenizer_file(file: str | os.PathLike[str], limit: int | None = None) -> bytes:
+    """The bytes of a tokenizer file, refused unless it is a regular file under the size limit."""
+    file = Path(file)
+    limit = MAX_FILE_BYTES.get(file.name, 64 << 20) if limit is None else limit
+    try:
+        info = file.stat()  # follows a symbolic link: what matters is what it points to
+    except FileNotFoundError:
+        raise TokenizerError(f"tokenizer file {str(file)!r} does not exist; check the path") from None
+    except OSError as exc:
+        raise TokenizerError(f"cannot read tokenizer file {str(file)!r}: {exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise TokenizerError(f"{file} is not a regular file (a FIFO, device or directory); refusing it")
+    if info.st_size > limit:
+        raise TokenizerError(
+            f"{file} is {info.st_size:,} bytes, more than the {limit:,} a tokenizer file may have; "
+            "it is not a tokenizer file"
+        )
+    try:
+        with open(file, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise TokenizerError(f"cannot read tokenizer file {str(file)!r}: {exc}") from None
+    if len(data) > limit:
+        raise TokenizerError(f"{file} is larger than {limit:,} bytes; it is not a tokenizer file")
+    return data
+
+
+def parse_json(data: bytes, source: str) -> Any:
+    """JSON from bytes; bad UTF-8, bad syntax or absurd nesting is a TokenizerError naming ``source``."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise TokenizerError(f"{source} is not UTF-8 text ({exc}); the file is corrupt") from None
+    except RecursionError:
+        raise TokenizerError(f"{source} nests JSON too deeply to be a tokenizer file") from None
+    except ValueError as exc:
+        raise TokenizerError(
+            f"{source} is not valid JSON ({exc}); it may be truncated or corrupt: copy it again"
+        ) from None
+
+
+def _check_vocab(vocab: Any, source: str, field: str) -> dict[str, int]:
+    if not isinstance(vocab, dict):
+        raise TokenizerError(
+            f"{source}: {field} must be a JSON object token -> id, got {type(vocab).__name__}"
+        )
+    if len(vocab) > MAX_VOCAB:
+        raise TokenizerError(f"{source}: {field} has {len(vocab):,} tokens, more than {MAX_VOCAB:,}")
+    for token, index in vocab.items():
+        if type(index) is not int or not 0 <= index < MAX_VOCAB:
+            raise TokenizerError(
+                f"{source}: {field} gives token {token!r} the id {index!r}; ids are integers in [0, {MAX_VOCAB})"
+            )
+    return vocab
+
+
+def _check_merges(merges: Any, source: str, field: str) -> None:
+    if not isinstance(merges, list):
+        raise TokenizerError(f"{source}: {field} must be a list of merges, got {type(merges).__name__}")
+    for i, merge in enumerate(merges):
+        pair = merge.split(" ") if isinstance(merge, str) else merge
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) and p for p in pair)):
+            raise TokenizerError(f"{source}: {field} entry {i} is {merge!r}, not a pair of tokens 'a b'")
+
+
+def _check_tokenizer_json(data: Any, source: str) -> None:
+    """The parts of an HF tokenizer.json that tinygpt relies on, checked before ``tokenizers`` sees it."""
+    if not isinstance(data, dict):
+        raise TokenizerError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    model = data.get("model")
+    if not isinstance(model, dict) or model.get("type") != "BPE":
+        kind = model.get("type") if isinstance(model, dict) else model
+        raise TokenizerError(f"{source}: the model is {kind!r}; tinygpt reads byte-level BPE tokenizers")
+    _check_vocab(model.get("vocab"), source, "model.vocab")
+    _check_merges(model.get("merges"), source, "model.merges")
+    added = data.get("added_tokens", [])
+    if not isinstance(added, list) or not all(
+        isinstance(t, dict) and type(t.get("id")) is int and isinstance(t.get("content"), str) for t in added
+    ):
+        raise TokenizerError(f"{source}: added_tokens must be a list of {{'id': int, 'content': str, ...}}")
+    decoder = data.get("decoder")
+    if not isinstance(decoder, dict) or decoder.get("type") != "ByteLevel":
+        kind = decoder.get("type") if isinstance(decoder, dict) else decoder
+        raise TokenizerError(
+            f"{source}: the decoder is {kind!r}, not 'ByteLevel'; tinygpt reads byte-level (GPT-2 style) BPE"
+        )
+
+
+class BPETokenizer:
+    """A byte-level BPE tokenizer (GPT-2's kind): any UTF-8 text encodes, nothing is unknown.
+
+    Build one with ``train`` (on your corpus), ``from_gpt2_files`` (``vocab.json`` +
+    ``merges.txt``) or ``from_file`` (a Hugging Face ``tokenizer.json``).
+    """
+
+    def __init__(self, tokenizer: Any, source: str = "tokenizer") -> None:
+        """Wrap a ``tokenizers.Tokenizer``; its ids must run 0 .. vocab_size - 1 without gaps."""
+        self._tokenizer = tokenizer
+        vocab: dict[str, int] = tokenizer.get_vocab(with_added_tokens=True)
+        size = len(vocab)
+        if size == 0 or size > MAX_VOCAB or set(vocab.values()) != set(range(size)):
+            raise TokenizerError(
+                f"{source}: the {size:,} token ids are not exactly 0 .. {size - 1}; "
+                "a tokenizer for a model needs one token per embedding row"
+            )
+        self._size = size
+        # Each id's bytes, for streaming: vocabulary tokens spell bytes in GPT-2's
+        # printable alphabet; added (special) tokens are plain text.
+        byte_of = _byte_decoder()
+        pieces = [b""] * size
+        for token, index in vocab.items():
+            pieces[index] = (
+                bytes(byte_of[c] for c in token) if all(c in byte_of for c in token) else token.encode()
+            )
+        for index, added in tokenizer.get_added_tokens_decoder().items():
+            pieces[index] = added.content.encode()
+        self._bytes = pieces
+        self._key = json.dumps(json.loads(tokenizer.to_str()), sort_keys=True)
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int) -> BPETokenizer:
+        """Learn ``vocab_size`` tokens from ``text``: 256 bytes, ``<|endoftext|>``, then merges.
+
+        A text too small to give that many merges is refused, so the vocabulary
+        (and the model's embedding) always has exactly the size asked for.
+        """
+        if type(vocab_size) is not int or not 257 <= vocab_size <= MAX_VOCAB:
+            raise TokenizerError(
+                f"vocab_size (--vocab-size) must be an integer in [257, {MAX_VOCAB}] "
+                f"(256 bytes + {END_OF_TEXT} + merges), got {vocab_size!r}"
+            )
+        if not text:
+            raise TokenizerError("cannot train a BPE tokenizer on empty text")
+        hf = _tokenizers()
+        tokenizer = hf.Tokenizer(hf.models.BPE())
+        tokenizer.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = hf.decoders.ByteLevel()
+        trainer = hf.trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=[END_OF_TEXT],
+            initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tokenizer.train_from_iterator([text], trainer=trainer)
+        got = tokenizer.get_vocab_size(with_added_tokens=True)
+        if got < vocab_size:
+            raise TokenizerError(
+                f"the text has too few distinct byte pairs for {vocab_size} tokens: training stopped at {got}; "
+                f"ask for vocab_size (--vocab-size) <= {got}, or train on more text"
+            )
+        return cls(tokenizer, source="trained tokenizer")
+
+    @classmethod
+    def from_gpt2_files(
+        cls, vocab_json: str | os.PathLike[str], merges_txt: str | os.PathLike[str]
+    ) -> BPETokenizer:
+        """GPT-2's own format: ``vocab.json`` (token -> id) and ``merges.txt`` (one merge per line)."""
+        vocab_source, merges_source = f"vocab file {str(vocab_json)!r}", f"merges file {str(merges_txt)!r}"
+        vocab = _check_vocab(
+            parse_json(read_tokenizer_file(vocab_json, MAX_FILE_BYTES["vocab.json"]), vocab_source),
+            vocab_source,
+            "the vocabulary",
+        )
+        try:
+            lines = read_tokenizer_file(merges_txt, MAX_FILE_BYTES["merges.txt"]).decode("utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise TokenizerError(f"{merges_source} is not UTF-8 text ({exc}); the file is corrupt") from None
+        lines = [line for line in lines if line and not line.startswith("#version")]
+        _check_merges(lines, merges_source, "line")  # entry i is line i + 2 (after the #version line)
+        merges = [tuple(line.split(" ")) for line in lines]
+        hf = _tokenizers()
+        try:
+            tokenizer = hf.Tokenizer(hf.models.BPE(vocab, merges))
+        except Exception as exc:  # tokenizers raises plain Exceptions, e.g. for a merge of unknown tokens
+            raise TokenizerError(f"{merges_source} does not fit {vocab_source}: {exc}") from None
+        tokenizer.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = hf.decoders.ByteLevel()
+        if END_OF_TEXT in vocab:
+            tokenizer.add_special_tokens([END_OF_TEXT])  # as GPT2TokenizerFast does
+        return cls(tokenizer, source=vocab_source)
+
+    @classmethod
+    def from_file(cls, tokenizer_json: str | os.PathLike[str]) -> BPETokenizer:
+        """A Hugging Face ``tokenizer.json`` of a byte-level BPE model (GPT-2's, or one tinygpt saved)."""
+        source = f"tokenizer file {str(tokenizer_json)!r}"
+        return cls.from_dict(parse_json(read_tokenizer_file(tokenizer_json), source), source=source)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "tokenizer data") -> BPETokenizer:
+        """Rebuild from Hugging Face's tokenizer.json content (``to_dict`` output), checking it first."""
+        _check_tokenizer_json(data, source)
+        hf = _tokenizers()
+        try:
+            tokenizer = hf.Tokenizer.from_str(json.dumps(data))
+        except Exception as exc:  # tokenizers raises plain Exceptions for every malformed field
+            raise TokenizerError(
+                f"{source}: not a tokenizer Hugging Face tokenizers can read: {exc}"
+            ) from None
+        return cls(tokenizer, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Hugging Face's tokenizer.json content: ``from_dict`` and ``transformers`` both read it."""
+        data: dict[str, Any] = json.loads(self._tokenizer.to_str())
+        return data
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of tokens (merges, bytes and special tokens); ids run 0 .. vocab_size - 1."""
+        return self._size
+
+    @property
+    def backend_tokenizer(self) -> Any:
+        """The wrapped ``tokenizers.Tokenizer``."""
+        return self._tokenizer
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BPETokenizer):
+            return NotImplemented
+        return self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __repr__(self) -> str:
+        return f"BPETokenizer(vocab_size={self.vocab_size})"
+
+    def encode(self, text: str, on_unknown: str = "error") -> list[int]:
+        """Token ids of ``text``; every text encodes, so ``on_unknown`` never applies."""
+        if not isinstance(text, str):
+            raise TokenizerError(f"encode expects a str, got {type(text).__name__}")
+        ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False).ids
+        return ids
+
+    def _check_ids(self, ids: Iterable[int]) -> list[int]:
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        out = []
+        for item in ids:
+            try:
+                token = operator.index(item)
+            except TypeError:
+                token = None
+            if token is None or isinstance(item, bool):
+                raise TokenizerError(f"token id {item!r} is not an integer; decode expects ints")
+            if not 0 <= token < self._size:
+                raise TokenizerError(
+                    f"token id {token} is outside the vocabulary range "
+                    f"[0, {self._size}); the ids come from a different tokenizer or model"
+                )
+            out.append(token)
+        return out
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of token ids; bytes that are not valid UTF-8 become U+FFFD, as in GPT-2."""
+        text: str = self._tokenizer.decode(self._check_ids(ids), skip_special_tokens=False)
+        return text
+
+    def decode_stream(self, ids: Iterable[int]) -> Iterator[str]:
+        """Text as ids arrive, holding back the bytes of a character that is not complete yet."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        for token in ids:
+            piece = decoder.decode(self._bytes[self._check_ids([token])[0]])
+            if piece:
+                yield piece
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield tail
+
+    def start_ids(self) -> list[int]:
+        """``<|endoftext|>``, where GPT-2 begins a document; a newline's byte where the vocabulary lacks it."""
+        index = self._tokenizer.token_to_id(END_OF_TEXT)
+        return [index] if index is not None else self.encode("\n")[:1]
