@@ -10,6 +10,8 @@ from typing import Any
 from tinygpt.checkpoint import load_checkpoint
 from tinygpt.cli.args import add_checkpoint_flags, add_data_flags, positive_int, recorded_text, select_backend
 from tinygpt.data import split_for_training, split_text
+from tinygpt.errors import ConfigError
+from tinygpt.models.huggingface import is_huggingface_directory
 from tinygpt.training import bits_per_byte, distributed, evaluate_ids
 
 
@@ -27,6 +29,11 @@ def run(args: argparse.Namespace) -> int:
     select_backend(args)
     world.use_local_gpu(explicit=args.device)
     ckpt = load_checkpoint(args.checkpoint, which=args.which)
+    if args.text is None and args.corpus is None and is_huggingface_directory(ckpt.path):
+        raise ConfigError(
+            f"{ckpt.path} is a pretrained model, which records no text to evaluate on: give --text FILE "
+            "(or --corpus NAME); its last --val-fraction is scored"
+        )
     if args.text is None and args.corpus is None and not ckpt.trainer_state.get("data"):
         args.corpus = "shakespeare"  # a checkpoint that recorded no text: the default corpus
     # The text and split the run recorded, unless --text, --corpus or --val-fraction say otherwise.

@@ -211,8 +211,8 @@ def save_gpt2(
     empty is replaced only if tinygpt wrote it; anything else is refused, so nothing is lost.
     """
     path = Path(path)
-    hf_config = {**gpt2_config(config), EXPORT_MARK: True}
     _check_replaceable(path)
+    hf_config = {**gpt2_config(config), EXPORT_MARK: True}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
