@@ -5,6 +5,7 @@
     python scripts/bench.py --json                         # one JSON object
     python scripts/bench.py --data-parallel                # tokens/s: 1 process, mpiexec -n 2, PyTorch (tinygpt[mpi])
     python scripts/bench.py --projection                   # all-reduce bytes and step time at 8-512 ranks
+    python scripts/bench.py --gpt2-load                    # peak memory of loading GPT-2 (124M) weights (tinygpt[hf])
 
 Each measurement runs in its own subprocess (so peak memory is per framework)
 with the same thread count, float32, batch and model. Reported: median
@@ -303,6 +304,71 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions}"
 
 
+GPT2_LOAD = """
+import json, os, sys, time
+from pathlib import Path
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def peak():
+    line = [l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:")][0]
+    return int(line.split()[1]) / 1024
+side, path = sys.argv[1:]
+if side == "tinygpt":
+    from tinygpt import TinyGPT
+    load = TinyGPT.from_pretrained
+else:
+    import torch
+    from transformers import GPT2LMHeadModel
+    load = GPT2LMHeadModel.from_pretrained
+before, start = rss(), time.perf_counter()
+model = load(path)
+seconds, loaded = time.perf_counter() - start, peak()
+ids = [list(range(8))]
+if side == "tinygpt":
+    model(ids)
+else:
+    with torch.no_grad():
+        model(torch.tensor(ids))  # transformers maps the file lazily: a forward pass touches every weight
+result = {"seconds": seconds, "base_mb": before, "peak_mb": loaded, "peak_after_forward_mb": peak()}
+print(json.dumps(result))
+"""
+
+
+def gpt2_load(as_json: bool) -> None:
+    """Peak resident memory of loading random GPT-2 (124M) weights, tinygpt vs transformers, each fresh."""
+    import tempfile
+
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(0)
+        GPT2LMHeadModel(GPT2Config()).save_pretrained(tmp)  # gpt2's shape: 12 x 768, 50257 tokens
+        weights_mb = (Path(tmp) / "model.safetensors").stat().st_size / 2**20
+        env = {**os.environ, "PYTHONPATH": str(HERE.parent), "HF_HUB_OFFLINE": "1"}
+        report = {"machine": machine(), "weights_mb": weights_mb}
+        for side in ("tinygpt", "transformers"):
+            done = subprocess.run(
+                [sys.executable, "-c", GPT2_LOAD, side, tmp],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
+            report[side] = json.loads(done.stdout.strip().splitlines()[-1])
+    if as_json:
+        print(json.dumps(report))
+        return
+    print(f"machine: {report['machine']}; gpt2 (124M) random weights, model.safetensors {weights_mb:.0f} MB")
+    print(f"{'side':<14} {'load s':>7} {'RSS before MB':>14} {'peak RSS MB':>12} {'+ 1 forward':>12}")
+    for side in ("tinygpt", "transformers"):
+        r = report[side]
+        print(
+            f"{side:<14} {r['seconds']:>7.2f} {r['base_mb']:>14.0f} {r['peak_mb']:>12.0f} "
+            f"{r['peak_after_forward_mb']:>12.0f}"
+        )
+
+
 def main() -> None:
     from tinygpt.backend import BACKENDS, LIBRARIES
 
@@ -336,8 +402,16 @@ def main() -> None:
         action="store_true",
         help="gradient bytes per step and ring all-reduce time at 8/64/512 ranks over 10/100/400 Gb/s",
     )
+    parser.add_argument(
+        "--gpt2-load",
+        action="store_true",
+        help="peak memory of loading GPT-2 (124M) weights, vs transformers",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.gpt2_load:
+        gpt2_load(args.json)
+        return
 
     if args.worker:
         kind, *rest = args.worker

@@ -83,9 +83,8 @@ class TinyGPT(Module):
         if huggingface.is_huggingface_directory(path):
             config, tensors, names = huggingface.open_gpt2(path)
             weights.check_fits(path / "config.json", config.num_parameters())
-            model = cls(config)
-            with tensors:
-                weights.assign_weights(model, tensors, names)
+            model = cls(config, rng=weights.Unfilled())  # no random draws: every weight is read next
+            weights.assign_weights(model, tensors, names)
             return model
         folder = weights.resolve_checkpoint(path, which)
         recorded = weights.read_config(folder)
@@ -94,7 +93,7 @@ class TinyGPT(Module):
         except (ConfigError, TypeError) as exc:
             raise CheckpointError(f"{folder / 'config.json'} has an invalid model config: {exc}") from None
         weights.check_fits(folder / "config.json", config.num_parameters())
-        model = cls(config)
+        model = cls(config, rng=weights.Unfilled())
         model.load_state_dict(
             weights.read_checkpoint_weights(folder, recorded), source=str(folder / "model.safetensors")
         )

@@ -20,7 +20,7 @@ import math
 import os
 import stat
 import struct
-from contextlib import ExitStack
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +170,7 @@ def safetensors_header(file: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
 class SafetensorsFiles:
     """Tensors by name across one or more safetensors files, read one at a time through a memory map.
 
-    Use as a context manager; ``read(name)`` gives a finite float32 host array.
+    ``read(name)`` gives a finite float32 host array.
     """
 
     def __init__(self, files: list[Path]) -> None:
@@ -183,14 +183,6 @@ class SafetensorsFiles:
                         f"tensor {name!r} is stored twice: in {self.where[name]} and {file}"
                     )
                 self.where[name], self.header[name] = file, entry
-        self._stack = ExitStack()
-        self._open: dict[Path, Any] = {}
-
-    def __enter__(self) -> SafetensorsFiles:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self.header[name][1]
@@ -204,15 +196,30 @@ class SafetensorsFiles:
                 f"{' or '.join(FLOAT_DTYPES)} (re-save the model in float32)"
             )
         try:
-            if file not in self._open:
-                self._open[file] = self._stack.enter_context(safe_open(str(file), framework="numpy"))
-            array = self._open[file].get_tensor(name)
+            # Opened per tensor: closing unmaps the file, so its pages never add up in memory.
+            with safe_open(str(file), framework="numpy") as f:
+                array = f.get_tensor(name)
         except (SafetensorError, ValueError, OSError) as exc:
             raise CheckpointError(f"{file} is not a readable safetensors file ({name!r}): {exc}") from None
         if dtype != "F32":
             array = array.astype("float32")
         check_finite(file, name, array)
         return array
+
+
+class Unfilled(backend.Generator):
+    """A generator whose "random" draws are zeros: for a model whose every weight is loaded next.
+
+    Zeros cost no time and, until written, no memory (the pages are mapped on first touch), so
+    building the model before loading does not hold a second, random copy of the weights.
+    """
+
+    def normal(self, shape: Sequence[int], std: float = 1.0, dtype: Any = None) -> Any:
+        b = backend.current()
+        return b.xp.zeros(tuple(shape), dtype=dtype or b.float_dtype, device=b.device)
+
+    def uniform(self, shape: Sequence[int], low: float = 0.0, high: float = 1.0, dtype: Any = None) -> Any:
+        return self.normal(shape, dtype=dtype)
 
 
 def assign_weights(
@@ -224,6 +231,8 @@ def assign_weights(
     parameters are stored the other way round. Only one tensor is ever held twice.
     """
     params = dict(model.named_parameters())
+    if set(names) != set(params):
+        raise CheckpointError(f"the name mapping misses parameters {sorted(set(params) - set(names))[:5]}")
     for param, stored in names.items():
         file = tensors.where.get(stored)
         if file is None:
