@@ -215,6 +215,8 @@ def test_a_trained_run_exports_to_transformers_with_the_same_logits_and_ids(
     ids = ours.tokenizer.encode(sample)
     assert their_tokenizer(sample)["input_ids"] == ids
     assert their_tokenizer.decode(ids) == sample
+    end_of_text = ours.tokenizer.encode("<|endoftext|>") if tokenizer == "bpe" else [None]
+    assert theirs.config.eos_token_id == end_of_text[0]  # generate() stops where GPT-2 ends a document
     with torch.no_grad():
         expected = theirs(torch.tensor([ids])).logits.numpy()
     np.testing.assert_allclose(backend.to_numpy(ours.model([ids]).data), expected, atol=1e-4, rtol=0)

@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from tinygpt.cli.args import add_checkpoint_flags, load
-from tinygpt.tokenizers import huggingface_files
 
 
 def add_parser(sub: Any) -> None:
@@ -23,7 +22,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     ckpt = load(args)
-    out = ckpt.model.save_pretrained(args.out, huggingface_files(ckpt.tokenizer))
+    out = ckpt.model.save_pretrained(args.out, ckpt.tokenizer)
     print(
         f"exported {ckpt.path} to {out}; load it with transformers.GPT2LMHeadModel.from_pretrained({str(out)!r})"
     )

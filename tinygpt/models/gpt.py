@@ -21,6 +21,7 @@ from tinygpt.layers import Embedding, KVCache, LayerNorm, Module, PositionalEnco
 from tinygpt.models import huggingface, weights
 from tinygpt.models.config import GPTConfig
 from tinygpt.tensor import Array, Tensor, no_grad
+from tinygpt.tokenizers import Tokenizer
 
 
 def token_ids(ids: Tensor | Array | Sequence[Sequence[int]]) -> Array:
@@ -99,15 +100,13 @@ class TinyGPT(Module):
         )
         return model
 
-    def save_pretrained(
-        self, path: str | os.PathLike[str], tokenizer_files: dict[str, bytes] | None = None
-    ) -> Path:
+    def save_pretrained(self, path: str | os.PathLike[str], tokenizer: Tokenizer | None = None) -> Path:
         """Write a Hugging Face GPT-2 directory that ``transformers.GPT2LMHeadModel.from_pretrained`` loads.
 
-        ``tokenizer_files`` (name -> bytes, see ``tinygpt.tokenizers.huggingface_files``) go beside
-        the weights. A non-empty directory tinygpt did not write is refused.
+        With ``tokenizer``, its files go beside the weights (``AutoTokenizer.from_pretrained`` reads
+        them). A non-empty directory tinygpt did not write is refused.
         """
-        return huggingface.save_gpt2(path, self.config, self.state_dict(), tokenizer_files)
+        return huggingface.save_gpt2(path, self.config, self.state_dict(), tokenizer)
 
     def _init_gpt2(self, rng: Generator) -> None:
         """GPT-2 init: N(0, 0.02) weights, zero biases, residual projections scaled by 1/sqrt(2 n_layer).

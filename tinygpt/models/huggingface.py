@@ -32,6 +32,7 @@ from tinygpt.errors import CheckpointError, ConfigError
 from tinygpt.files import fsync_dir, fsync_write, json_bytes, publish_directory, umask
 from tinygpt.models.config import GPTConfig
 from tinygpt.models.weights import FORMAT, SafetensorsFiles, parse_json, read_bytes, read_json, regular_file
+from tinygpt.tokenizers import END_OF_TEXT, BPETokenizer, Tokenizer, huggingface_files
 
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"
@@ -199,11 +200,19 @@ def open_gpt2(path: str | os.PathLike[str]) -> tuple[GPTConfig, SafetensorsFiles
     return config, tensors, weight_names(config, prefix)
 
 
+def end_of_text_id(tokenizer: Tokenizer) -> int | None:
+    """GPT-2's ``<|endoftext|>`` id in a BPE vocabulary that has it (transformers stops generating there)."""
+    if not isinstance(tokenizer, BPETokenizer):
+        return None
+    ids = tokenizer.encode(END_OF_TEXT)
+    return ids[0] if len(ids) == 1 else None
+
+
 def save_gpt2(
     path: str | os.PathLike[str],
     config: GPTConfig,
     state: dict[str, Any],
-    tokenizer_files: dict[str, bytes] | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> Path:
     """Write a Hugging Face GPT-2 directory (config.json, model.safetensors, tokenizer files) atomically.
 
@@ -213,6 +222,9 @@ def save_gpt2(
     path = Path(path)
     _check_replaceable(path)
     hf_config = {**gpt2_config(config), EXPORT_MARK: True}
+    tokenizer_files = huggingface_files(tokenizer) if tokenizer is not None else {}
+    end = end_of_text_id(tokenizer) if tokenizer is not None else None
+    hf_config |= {"bos_token_id": end, "eos_token_id": end}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
@@ -222,7 +234,7 @@ def save_gpt2(
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt"})  # "pt": transformers asks for it
         with open(tmp / WEIGHTS, "rb+") as f:
             os.fsync(f.fileno())
-        for name, data in (tokenizer_files or {}).items():
+        for name, data in tokenizer_files.items():
             fsync_write(tmp / name, data)
         fsync_write(tmp / "config.json", json_bytes(hf_config))
         fsync_dir(tmp)
