@@ -115,7 +115,7 @@ def _check_merges(merges: Any, source: str, field: str) -> None:
     for i, merge in enumerate(merges):
         pair = merge.split(" ") if isinstance(merge, str) else merge
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) and p for p in pair)):
-            raise TokenizerError(f"{source}: {field} entry {i} is {merge!r}, not a pair of tokens 'a b'")
+            raise TokenizerError(f"{source}: {field} {i} is {merge!r}, not a pair of tokens 'a b'")
 
 
 def _check_tokenizer_json(data: Any, source: str) -> None:
@@ -127,7 +127,7 @@ def _check_tokenizer_json(data: Any, source: str) -> None:
         kind = model.get("type") if isinstance(model, dict) else model
         raise TokenizerError(f"{source}: the model is {kind!r}; tinygpt reads byte-level BPE tokenizers")
     _check_vocab(model.get("vocab"), source, "model.vocab")
-    _check_merges(model.get("merges"), source, "model.merges")
+    _check_merges(model.get("merges"), source, "model.merges entry")
     added = data.get("added_tokens", [])
     if not isinstance(added, list) or not all(
         isinstance(t, dict) and type(t.get("id")) is int and isinstance(t.get("content"), str) for t in added
@@ -221,7 +221,7 @@ class BPETokenizer:
         except UnicodeDecodeError as exc:
             raise TokenizerError(f"{merges_source} is not UTF-8 text ({exc}); the file is corrupt") from None
         lines = [line for line in lines if line and not line.startswith("#version")]
-        _check_merges(lines, merges_source, "line")  # entry i is line i + 2 (after the #version line)
+        _check_merges(lines, merges_source, "merge")
         merges = [tuple(line.split(" ")) for line in lines]
         hf = _tokenizers()
         try:
