@@ -262,6 +262,8 @@ def _edited(bpe, edit):
         (lambda d: d["model"].update(type="WordPiece"), "the model is 'WordPiece'"),
         (lambda d: d.update(model=None), "the model is None"),
         (lambda d: d.update(decoder={"type": "WordPiece"}), "the decoder is 'WordPiece'"),
+        (lambda d: d.update(pre_tokenizer=None), "the pre_tokenizer is None, not 'ByteLevel'"),
+        (lambda d: d.update(pre_tokenizer={"type": "Sequence", "pretokenizers": 3}), "pre_tokenizer is 'Seq"),
         (lambda d: d.update(added_tokens=[{"id": "0"}]), "added_tokens must be"),
         (lambda d: d["model"]["vocab"].update({"zz-gap": 5000}), r"ids are not exactly 0 \.\. 400"),
         (lambda d: d["model"]["merges"].append(["\u0100\u0101", "zzq"]), "not a tokenizer Hugging Face"),

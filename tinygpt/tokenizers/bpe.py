@@ -133,6 +133,16 @@ def _check_tokenizer_json(data: Any, source: str) -> None:
         isinstance(t, dict) and type(t.get("id")) is int and isinstance(t.get("content"), str) for t in added
     ):
         raise TokenizerError(f"{source}: added_tokens must be a list of {{'id': int, 'content': str, ...}}")
+    pre = data.get("pre_tokenizer")
+    steps = pre.get("pretokenizers") if isinstance(pre, dict) and pre.get("type") == "Sequence" else [pre]
+    if not isinstance(steps, list) or not any(
+        isinstance(p, dict) and p.get("type") == "ByteLevel" for p in steps
+    ):
+        # Without it, characters outside the byte alphabet would be dropped silently.
+        kind = pre.get("type") if isinstance(pre, dict) else pre
+        raise TokenizerError(
+            f"{source}: the pre_tokenizer is {kind!r}, not 'ByteLevel'; tinygpt reads byte-level (GPT-2 style) BPE"
+        )
     decoder = data.get("decoder")
     if not isinstance(decoder, dict) or decoder.get("type") != "ByteLevel":
         kind = decoder.get("type") if isinstance(decoder, dict) else decoder
