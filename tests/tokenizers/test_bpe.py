@@ -137,6 +137,19 @@ def test_missing_tokenizers_library_names_the_extra(monkeypatch):
         BPETokenizer.train("text", 300)
 
 
+def test_a_long_text_encodes_in_chunks_to_exactly_the_ids_of_one_piece(monkeypatch):
+    from tinygpt.tokenizers import bpe as bpe_module
+
+    tricky = "x\nY. \nZ\n\nW\r\nV.\n  U\t\nT 🙂\n語\n<|endoftext|>\nS  \n\n\n R\n"
+    text = corpus(n=600, seed=4).replace(" ", "\n", 40) + tricky * 30
+    tok = BPETokenizer.train(text, 320)  # merges of newline runs (" \n", "\n\n") exist
+    whole = tok.backend_tokenizer.encode(text, add_special_tokens=False).ids
+    monkeypatch.setattr(bpe_module, "CHUNK_CHARS", 1)  # cut at every place chunks() allows
+    pieces = list(bpe_module.chunks(text, 1))
+    assert len(pieces) > 200 and "".join(pieces) == text
+    assert tok.encode(text) == whole
+
+
 # Streaming: a token may end inside a UTF-8 character ------------------------------------
 def test_stream_holds_back_bytes_of_an_incomplete_character():
     tok = BPETokenizer.train(corpus(seed=2), 257)  # bytes only: an emoji is four tokens

@@ -19,6 +19,7 @@ import codecs
 import json
 import operator
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -30,6 +31,23 @@ from tinygpt.extras import require
 END_OF_TEXT = "<|endoftext|>"
 MAX_FILE_BYTES = {"tokenizer.json": 64 << 20, "vocab.json": 32 << 20, "merges.txt": 32 << 20}
 MAX_VOCAB = 1 << 20  # GPT-2 has 50,257 tokens; the largest public vocabularies about 256k
+# GPT-2's regex never joins a newline that sits between two non-space characters to
+# either side, so a long text cut there encodes to the same ids, in pieces of bounded memory.
+SAFE_CUT = re.compile(r"(?<=\S\n)(?=\S)")
+CHUNK_CHARS = 1 << 16
+CHUNKS_PER_BATCH = 16
+
+
+def chunks(text: str, size: int = CHUNK_CHARS) -> Iterator[str]:
+    """``text`` in pieces of about ``size`` characters, cut only where GPT-2's pre-tokenizer cuts anyway."""
+    start = 0
+    while len(text) - start > size:
+        cut = SAFE_CUT.search(text, start + size)
+        if cut is None:
+            break
+        yield text[start : cut.start()]
+        start = cut.start()
+    yield text[start:]
 
 
 def _tokenizers() -> Any:
@@ -180,7 +198,15 @@ class BPETokenizer:
         for index, added in tokenizer.get_added_tokens_decoder().items():
             pieces[index] = added.content.encode()
         self._bytes = pieces
-        self._key = json.dumps(json.loads(tokenizer.to_str()), sort_keys=True)
+        data = json.loads(tokenizer.to_str())
+        self._key = json.dumps(data, sort_keys=True)
+        pre = data.get("pre_tokenizer") or {}
+        self._cuttable = (  # GPT-2's own pre-tokenizer, so chunks() is exact
+            pre.get("type") == "ByteLevel"
+            and pre.get("use_regex", True)
+            and data.get("normalizer") is None
+            and not any("\n" in t.get("content", "") for t in data.get("added_tokens", []))
+        )
 
     @classmethod
     def train(cls, text: str, vocab_size: int) -> BPETokenizer:
@@ -206,7 +232,7 @@ class BPETokenizer:
             initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
-        tokenizer.train_from_iterator([text], trainer=trainer)
+        tokenizer.train_from_iterator(chunks(text), trainer=trainer)  # the whole text at once takes GBs
         got = tokenizer.get_vocab_size(with_added_tokens=True)
         if got < vocab_size:
             raise TokenizerError(
@@ -293,7 +319,17 @@ class BPETokenizer:
         """Token ids of ``text``; every text encodes, so ``on_unknown`` never applies."""
         if not isinstance(text, str):
             raise TokenizerError(f"encode expects a str, got {type(text).__name__}")
-        ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False).ids
+        if not self._cuttable or len(text) <= CHUNK_CHARS:
+            ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False).ids
+            return ids
+        # A corpus in batches of chunks: all at once, tokenizers keeps ~100 bytes per token.
+        pieces, ids = list(chunks(text, CHUNK_CHARS)), []
+        for first in range(0, len(pieces), CHUNKS_PER_BATCH):
+            batch = self._tokenizer.encode_batch(
+                pieces[first : first + CHUNKS_PER_BATCH], add_special_tokens=False
+            )
+            for encoding in batch:
+                ids.extend(encoding.ids)
         return ids
 
     def _check_ids(self, ids: Iterable[int]) -> list[int]:
