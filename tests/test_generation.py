@@ -250,3 +250,16 @@ def test_prompt_with_unseen_character_raises_tokenizer_error_naming_it():
         gen.sample("hé", 5)
     with pytest.raises(TokenizerError, match="'Z'"):
         gen.stream("Z", 5)  # raised when asked, not on the first character
+
+
+def test_stream_with_byte_level_bpe_yields_whole_characters_matching_sample():
+    pytest.importorskip("tokenizers")
+    from tinygpt.tokenizers import BPETokenizer
+
+    # Bytes only, so every emoji or CJK character the model writes spans several tokens.
+    tokenizer = BPETokenizer.train("日本語 🙂 café\n" * 20, 257)
+    model = tiny_model(tokenizer.vocab_size, seed=3, weight_std=0.5, block_size=16)
+    gen = TextGeneration(model, tokenizer)
+    pieces = list(gen.stream("🙂", max_new_tokens=40, seed=5))
+    assert "🙂" + "".join(pieces) == gen.sample("🙂", max_new_tokens=40, seed=5)[0]
+    assert all(p for p in pieces)  # incomplete bytes are held back, never yielded as ''

@@ -1,6 +1,7 @@
 """The command line: train / sample / eval / info work, and every bad input is one clear line."""
 
 import json
+import math
 import shutil
 import signal
 import subprocess
@@ -120,6 +121,7 @@ def test_eval_prints_a_json_line_with_val_loss(capsys, run_dir):
     result = json.loads(out.strip())
     assert result["val_loss"] > 0 and result["windows"] >= 1
     assert result["tokens"] == result["windows"] * 8
+    assert result["val_bpb"] == pytest.approx(result["val_loss"] / math.log(2))  # ASCII: a byte per token
 
 
 def test_info_describes_the_model(capsys, run_dir):

@@ -207,3 +207,11 @@ def test_a_text_that_differs_only_by_unicode_normalization_gets_a_hint():
     with pytest.raises(TokenizerError) as info:
         tok.encode("cafX")
     assert "normaliz" not in str(info.value)  # no hint where normalization would not help
+
+
+def test_decode_stream_yields_each_character_as_its_id_arrives():
+    tok = CharTokenizer.from_text("héllo wörld 🙂\n")
+    ids = tok.encode("wörld 🙂\n")
+    assert list(tok.decode_stream(iter(ids))) == list("wörld 🙂\n")
+    with pytest.raises(TokenizerError, match="outside the vocabulary"):
+        list(tok.decode_stream([0, 99]))

@@ -114,9 +114,9 @@ def attention_maps(model: TinyGPT, ids: list[int], layer: int) -> Array:
     return model.attention_maps(tokens)[layer][0, ...]
 
 
-def _tick_label(char: str) -> str:
-    """Make whitespace visible on an axis."""
-    return {"\n": "\\n", " ": "␣", "\t": "\\t"}.get(char, char)
+def _tick_label(token: str) -> str:
+    """Make whitespace visible on an axis (a token is one character, or several with BPE)."""
+    return "".join({"\n": "\\n", " ": "␣", "\t": "\\t"}.get(c, c) for c in token)
 
 
 def head_grid(n_head: int) -> tuple[int, int]:
@@ -151,7 +151,7 @@ def plot_attention(
     width, height = attention_figure_size(n_head)
     rows, cols = head_grid(n_head)
     fig = _figure((width / DPI, height / DPI), layout="constrained")
-    labels = [_tick_label(c) for c in prompt]
+    labels = [_tick_label(tokenizer.decode([i])) for i in ids]  # one per token: a character, or a BPE piece
     fig.suptitle(f"layer {layer}: row = reading character, column = character read", fontsize=10)
     image = None
     for head in range(n_head):

@@ -19,6 +19,7 @@ import codecs
 import json
 import operator
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -30,6 +31,23 @@ from tinygpt.extras import require
 END_OF_TEXT = "<|endoftext|>"
 MAX_FILE_BYTES = {"tokenizer.json": 64 << 20, "vocab.json": 32 << 20, "merges.txt": 32 << 20}
 MAX_VOCAB = 1 << 20  # GPT-2 has 50,257 tokens; the largest public vocabularies about 256k
+# GPT-2's regex never joins a newline that sits between two non-space characters to
+# either side, so a long text cut there encodes to the same ids, in pieces of bounded memory.
+SAFE_CUT = re.compile(r"(?<=\S\n)(?=\S)")
+CHUNK_CHARS = 1 << 16
+CHUNKS_PER_BATCH = 16
+
+
+def chunks(text: str, size: int = CHUNK_CHARS) -> Iterator[str]:
+    """``text`` in pieces of about ``size`` characters, cut only where GPT-2's pre-tokenizer cuts anyway."""
+    start = 0
+    while len(text) - start > size:
+        cut = SAFE_CUT.search(text, start + size)
+        if cut is None:
+            break
+        yield text[start : cut.start()]
+        start = cut.start()
+    yield text[start:]
 
 
 def _tokenizers() -> Any:
@@ -115,7 +133,7 @@ def _check_merges(merges: Any, source: str, field: str) -> None:
     for i, merge in enumerate(merges):
         pair = merge.split(" ") if isinstance(merge, str) else merge
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) and p for p in pair)):
-            raise TokenizerError(f"{source}: {field} entry {i} is {merge!r}, not a pair of tokens 'a b'")
+            raise TokenizerError(f"{source}: {field} {i} is {merge!r}, not a pair of tokens 'a b'")
 
 
 def _check_tokenizer_json(data: Any, source: str) -> None:
@@ -127,12 +145,22 @@ def _check_tokenizer_json(data: Any, source: str) -> None:
         kind = model.get("type") if isinstance(model, dict) else model
         raise TokenizerError(f"{source}: the model is {kind!r}; tinygpt reads byte-level BPE tokenizers")
     _check_vocab(model.get("vocab"), source, "model.vocab")
-    _check_merges(model.get("merges"), source, "model.merges")
+    _check_merges(model.get("merges"), source, "model.merges entry")
     added = data.get("added_tokens", [])
     if not isinstance(added, list) or not all(
         isinstance(t, dict) and type(t.get("id")) is int and isinstance(t.get("content"), str) for t in added
     ):
         raise TokenizerError(f"{source}: added_tokens must be a list of {{'id': int, 'content': str, ...}}")
+    pre = data.get("pre_tokenizer")
+    steps = pre.get("pretokenizers") if isinstance(pre, dict) and pre.get("type") == "Sequence" else [pre]
+    if not isinstance(steps, list) or not any(
+        isinstance(p, dict) and p.get("type") == "ByteLevel" for p in steps
+    ):
+        # Without it, characters outside the byte alphabet would be dropped silently.
+        kind = pre.get("type") if isinstance(pre, dict) else pre
+        raise TokenizerError(
+            f"{source}: the pre_tokenizer is {kind!r}, not 'ByteLevel'; tinygpt reads byte-level (GPT-2 style) BPE"
+        )
     decoder = data.get("decoder")
     if not isinstance(decoder, dict) or decoder.get("type") != "ByteLevel":
         kind = decoder.get("type") if isinstance(decoder, dict) else decoder
@@ -170,7 +198,15 @@ class BPETokenizer:
         for index, added in tokenizer.get_added_tokens_decoder().items():
             pieces[index] = added.content.encode()
         self._bytes = pieces
-        self._key = json.dumps(json.loads(tokenizer.to_str()), sort_keys=True)
+        data = json.loads(tokenizer.to_str())
+        self._key = json.dumps(data, sort_keys=True)
+        pre = data.get("pre_tokenizer") or {}
+        self._cuttable = (  # GPT-2's own pre-tokenizer, so chunks() is exact
+            pre.get("type") == "ByteLevel"
+            and pre.get("use_regex", True)
+            and data.get("normalizer") is None
+            and not any("\n" in t.get("content", "") for t in data.get("added_tokens", []))
+        )
 
     @classmethod
     def train(cls, text: str, vocab_size: int) -> BPETokenizer:
@@ -196,7 +232,7 @@ class BPETokenizer:
             initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
-        tokenizer.train_from_iterator([text], trainer=trainer)
+        tokenizer.train_from_iterator(chunks(text), trainer=trainer)  # the whole text at once takes GBs
         got = tokenizer.get_vocab_size(with_added_tokens=True)
         if got < vocab_size:
             raise TokenizerError(
@@ -221,7 +257,7 @@ class BPETokenizer:
         except UnicodeDecodeError as exc:
             raise TokenizerError(f"{merges_source} is not UTF-8 text ({exc}); the file is corrupt") from None
         lines = [line for line in lines if line and not line.startswith("#version")]
-        _check_merges(lines, merges_source, "line")  # entry i is line i + 2 (after the #version line)
+        _check_merges(lines, merges_source, "merge")
         merges = [tuple(line.split(" ")) for line in lines]
         hf = _tokenizers()
         try:
@@ -283,7 +319,17 @@ class BPETokenizer:
         """Token ids of ``text``; every text encodes, so ``on_unknown`` never applies."""
         if not isinstance(text, str):
             raise TokenizerError(f"encode expects a str, got {type(text).__name__}")
-        ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False).ids
+        if not self._cuttable or len(text) <= CHUNK_CHARS:
+            ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False).ids
+            return ids
+        # A corpus in batches of chunks: all at once, tokenizers keeps ~100 bytes per token.
+        pieces, ids = list(chunks(text, CHUNK_CHARS)), []
+        for first in range(0, len(pieces), CHUNKS_PER_BATCH):
+            batch = self._tokenizer.encode_batch(
+                pieces[first : first + CHUNKS_PER_BATCH], add_special_tokens=False
+            )
+            for encoding in batch:
+                ids.extend(encoding.ids)
         return ids
 
     def _check_ids(self, ids: Iterable[int]) -> list[int]:
