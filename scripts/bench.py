@@ -3,9 +3,9 @@
     python scripts/bench.py                                # tinygpt on NumPy vs PyTorch eager
     python scripts/bench.py --backend torch --backend jax  # also tinygpt on torch-CPU and JAX-CPU
     python scripts/bench.py --json                         # one JSON object
+    python scripts/bench.py --gpt2-load                    # peak memory of loading GPT-2 (124M) weights (tinygpt[hf])
     python scripts/bench.py --data-parallel                # tokens/s: 1 process, mpiexec -n 2, PyTorch (tinygpt[mpi])
     python scripts/bench.py --projection                   # all-reduce bytes and step time at 8-512 ranks
-    python scripts/bench.py --gpt2-load                    # peak memory of loading GPT-2 (124M) weights (tinygpt[hf])
 
 Each measurement runs in its own subprocess (so peak memory is per framework)
 with the same thread count, float32, batch and model. Reported: median
@@ -387,6 +387,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per side; the best is kept")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
     parser.add_argument(
+        "--gpt2-load",
+        action="store_true",
+        help="peak memory of loading GPT-2 (124M) weights, vs transformers",
+    )
+    parser.add_argument(
         "--gpu",
         action="store_true",
         help="on the first GPU, on the 'gpu' config (6/6/384, block 256, batch 64): CuPy (and each "
@@ -401,11 +406,6 @@ def main() -> None:
         "--projection",
         action="store_true",
         help="gradient bytes per step and ring all-reduce time at 8/64/512 ranks over 10/100/400 Gb/s",
-    )
-    parser.add_argument(
-        "--gpt2-load",
-        action="store_true",
-        help="peak memory of loading GPT-2 (124M) weights, vs transformers",
     )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
