@@ -113,6 +113,19 @@ def test_a_tokenizer_larger_than_the_model_is_refused(capsys, hf_dir, tmp_path):
     assert_one_line_error(code, err, "310 tokens", "vocab_size=300")
 
 
+def test_a_tokenizer_smaller_than_the_model_loads_but_is_not_fine_tuned(capsys, hf_dir, text_file, tmp_path):
+    other = copy_of(hf_dir, tmp_path / "other")
+    small = BPETokenizer.train(make_text(seed=3), 280)  # like a model whose vocabulary was padded
+    for name, data in huggingface_files(small).items():
+        (other / name).write_bytes(data)
+    code, _, err = run_cli(capsys, "info", "--checkpoint", other)
+    assert code == 0, err
+    code, _, err = run_cli(
+        capsys, "train", "--init-from", other, "--text", text_file, "--out", tmp_path / "ft", *TRAIN
+    )
+    assert_one_line_error(code, err, "300 token embeddings", "280 tokens")
+
+
 @pytest.mark.parametrize(
     ("damage", "needle"),
     [

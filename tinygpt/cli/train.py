@@ -224,6 +224,12 @@ def pretrained(args: argparse.Namespace) -> tuple[TinyGPT, Tokenizer]:
         )
     ckpt = load_checkpoint(args.init_from)
     config = ckpt.model.config
+    if ckpt.tokenizer.vocab_size != config.vocab_size:
+        raise ConfigError(
+            f"--init-from {args.init_from}: the model has {config.vocab_size} token embeddings but its "
+            f"tokenizer {ckpt.tokenizer.vocab_size} tokens; a tinygpt run keeps the two equal, so this "
+            "directory cannot be fine-tuned (it still loads for sample, eval and info)"
+        )
     for field in dataclasses.fields(GPTConfig):
         value, theirs = getattr(args, field.name, None), getattr(config, field.name)
         if field.name in typed and field.name not in ("block_size", "dropout") and value != theirs:
