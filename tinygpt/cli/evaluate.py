@@ -16,7 +16,7 @@ from tinygpt.training import bits_per_byte, distributed, evaluate_ids
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("eval", help="mean loss over a whole validation split")
+    p = sub.add_parser("eval", help="mean loss (and bits per byte) over a whole validation split")
     add_checkpoint_flags(p)
     add_data_flags(p, None)
     p.add_argument("--batch-size", type=positive_int, default=64)
