@@ -345,21 +345,22 @@ def _gpt2_prompts() -> tuple[list[int], list[int]]:
 
 def worker_gpt2_tinygpt(directory: str) -> dict:
     """Greedy sampling with the KV cache and a 1024-token prefill, on the backend the environment names."""
-    from safetensors.numpy import load_file
+    from safetensors import safe_open
 
     import tinygpt as tg
     from tinygpt import backend
     from tinygpt.generation import generate
 
     n_layer, n_head, n_embd, block, _, _ = CONFIGS["gpt2"]
-    backend.tune_allocator()
     free_before = backend.available_memory()
     model = tg.TinyGPT(tg.GPTConfig(VOCABS["gpt2"], block, n_layer, n_head, n_embd))
-    weights = load_file(str(Path(directory) / "model.safetensors"))
     parameters = dict(model.named_parameters())
-    for name, theirs in _gpt2_names(n_layer).items():  # the explicit copy: same bytes as transformers gets
-        parameters[name].data = backend.asarray(weights.pop(theirs))
-    del weights
+    with safe_open(str(Path(directory) / "model.safetensors"), framework="numpy") as weights:
+        for name, theirs in _gpt2_names(n_layer).items():  # the same bytes transformers loads
+            parameters[name].data = backend.asarray(weights.get_tensor(theirs))
+    loaded_mb = _rss_mb()
+    # As the CLI does, but after loading: the random weights just replaced go back to the system.
+    backend.tune_allocator()
     model.eval()
     prompt, long_prompt = _gpt2_prompts()
     generate(model, [prompt], 8, greedy=True)  # warm-up: first-call allocations, BLAS buffers
@@ -373,12 +374,8 @@ def worker_gpt2_tinygpt(directory: str) -> dict:
     t0 = time.perf_counter()
     out = generate(model, [prompt], GPT2_NEW, greedy=True)[0][GPT2_PROMPT:]
     seconds = time.perf_counter() - t0
-    return {
-        "seconds": seconds,
-        "prefill_ms": 1000 * min(prefill),
-        "peak_mb": _gpt2_peak_mb(free_before),
-        "tokens": out,
-    }
+    peak = _gpt2_peak_mb(free_before)
+    return _gpt2_result(seconds, prefill, peak, loaded_mb, out)
 
 
 def worker_gpt2_transformers(directory: str, threads: int, device: str = "cpu") -> dict:
@@ -388,6 +385,7 @@ def worker_gpt2_transformers(directory: str, threads: int, device: str = "cpu") 
 
     torch.set_num_threads(threads)
     model = GPT2LMHeadModel.from_pretrained(directory, dtype=torch.float32).to(device).eval()
+    loaded_mb = _rss_mb()
     prompt, long_prompt = _gpt2_prompts()
     ids = torch.tensor([prompt], device=device)
     long_ids = torch.tensor([long_prompt], device=device)
@@ -412,8 +410,19 @@ def worker_gpt2_transformers(directory: str, threads: int, device: str = "cpu") 
         sync()
         seconds = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated() / 2**20 if device != "cpu" else _peak_mb()
-    tokens = out[0, GPT2_PROMPT:].tolist()
-    return {"seconds": seconds, "prefill_ms": 1000 * min(prefill), "peak_mb": peak, "tokens": tokens}
+    return _gpt2_result(seconds, prefill, peak, loaded_mb, out[0, GPT2_PROMPT:].tolist())
+
+
+def _gpt2_result(
+    seconds: float, prefill: list[float], peak_mb: float, loaded_mb: float, tokens: list
+) -> dict:
+    return {
+        "seconds": seconds,  # GPT2_NEW greedy tokens after the prompt, generate's own prefill included
+        "prefill_ms": 1000 * min(prefill),
+        "peak_mb": peak_mb,
+        "loaded_mb": loaded_mb,  # resident memory with the weights loaded, before any sampling
+        "tokens": tokens,
+    }
 
 
 def _gpt2_peak_mb(free_before: int | None) -> float:
@@ -462,8 +471,11 @@ def worker_bandwidth(device: str = "cpu") -> dict:
 
 def gpt2_sampling(repeat: int, threads: int, gpu: bool, as_json: bool) -> None:
     """GPT-2 (124M) greedy sampling with the KV cache: tinygpt vs transformers, same weights and threads."""
+    import importlib.util
     import tempfile
 
+    if importlib.util.find_spec("transformers") is None:
+        raise SystemExit("--gpt2 compares with transformers: pip install transformers (or 'tinygpt[bench]')")
     n_layer, n_head, n_embd, block, _, _ = CONFIGS["gpt2"]
     side = "cupy" if gpu else "numpy"
     device = "cuda" if gpu else "cpu"
@@ -502,6 +514,7 @@ def gpt2_sampling(repeat: int, threads: int, gpu: bool, as_json: bool) -> None:
             "ms_per_token": ms,
             "prefill_ms": min(r["prefill_ms"] for r in results),
             "peak_mb": max(r["peak_mb"] for r in results),
+            "loaded_mb": max(r["loaded_mb"] for r in results),
             "x_limit": ms / limit_ms,
             "tokens": best["tokens"],
         }
@@ -524,13 +537,14 @@ def gpt2_sampling(repeat: int, threads: int, gpu: bool, as_json: bool) -> None:
         f"per token -> limit {limit_ms:.2f} ms/token ({1000 / limit_ms:.0f} tokens/s)"
     )
     print(
-        f"{'side':<28} {'tokens/s':>9} {'ms/token':>9} {'prefill 1024 ms':>16} {'peak MB':>8} {'x limit':>8}"
+        f"{'side':<28} {'tokens/s':>9} {'ms/token':>9} {'prefill 1024 ms':>16} {'peak MB':>8} "
+        f"{'loaded MB':>10} {'x limit':>8}"
     )
     labels = {"tinygpt": f"tinygpt ({side})", "transformers": f"transformers generate ({device})"}
     for name, r in report["sides"].items():
         print(
             f"{labels[name]:<28} {r['tokens_per_s']:>9.1f} {r['ms_per_token']:>9.2f} {r['prefill_ms']:>16.0f} "
-            f"{r['peak_mb']:>8.0f} {r['x_limit']:>8.2f}"
+            f"{r['peak_mb']:>8.0f} {r['loaded_mb']:>10.0f} {r['x_limit']:>8.2f}"
         )
     print(f"tinygpt / transformers tokens/s: {report['ratio']:.2f}x")
     spread = "; ".join(f"{n} " + ", ".join(f"{t:.1f}" for t in v) for n, v in report["spread"].items())
