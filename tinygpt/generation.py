@@ -93,9 +93,9 @@ def generate_stream(
             caches = None
             if use_cache:
                 caches = model.new_caches(len(rows))
-                logits = model(_ids([r[-block:] for r in rows]), caches).data[:, -1, :]
+                logits = model.next_token_logits(_ids([r[-block:] for r in rows]), caches).data
             else:
-                logits = model(_ids([r[-block:] for r in rows])).data[:, -1, :]
+                logits = model.next_token_logits(_ids([r[-block:] for r in rows])).data
             for step in range(max_new_tokens):
                 if greedy:
                     nxt = backend.to_numpy(xp.argmax(logits, axis=-1)).tolist()
@@ -109,13 +109,13 @@ def generate_stream(
                 if step == max_new_tokens - 1:
                     break
                 if caches is None:
-                    logits = model(_ids([r[-block:] for r in rows])).data[:, -1, :]
+                    logits = model.next_token_logits(_ids([r[-block:] for r in rows])).data
                 elif caches[0].length < block:
-                    logits = model(_ids([[r[-1]] for r in rows]), caches).data[:, -1, :]
+                    logits = model.next_token_logits(_ids([[r[-1]] for r in rows]), caches).data
                 else:  # window full: slide it by rebuilding the cache from recent tokens
                     caches = model.new_caches(len(rows))
                     keep = max(1, block // 2)
-                    logits = model(_ids([r[-keep:] for r in rows]), caches).data[:, -1, :]
+                    logits = model.next_token_logits(_ids([r[-keep:] for r in rows]), caches).data
     finally:
         model.train(was_training)
 

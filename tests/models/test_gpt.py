@@ -10,6 +10,7 @@ import pytest
 from tinygpt import backend
 from tinygpt.errors import ConfigError, ShapeError, TokenIdError
 from tinygpt.models import GPTConfig, TinyGPT
+from tinygpt.tensor import no_grad
 
 
 def _weights(model):
@@ -110,3 +111,32 @@ def test_generation_refuses_out_of_range_prompt_ids(xp_backend):
 
     with pytest.raises(TokenIdError, match="-2"):
         generate(_small(), [[1, -2]], 3)
+
+
+def test_next_token_logits_equal_the_last_position_of_forward(xp_backend):
+    # Sampling's path: the head runs on the last position only, with and without a KV cache.
+    model = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)).eval()
+    ids = backend.asarray(np.random.default_rng(0).integers(0, 11, (2, 6)))
+    with no_grad():
+        full = backend.to_numpy(model(ids).data)  # (B, T, V)
+        last = backend.to_numpy(model.next_token_logits(ids).data)  # (B, V)
+        caches = model.new_caches(2)
+        prompt = backend.to_numpy(model.next_token_logits(ids[:, :5], caches).data)
+        step = backend.to_numpy(model.next_token_logits(ids[:, 5:], caches).data)
+    assert last.shape == (2, 11)
+    np.testing.assert_allclose(last, full[:, -1, :], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(prompt, full[:, 4, :], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(step, full[:, 5, :], rtol=1e-5, atol=1e-6)
+
+
+def test_next_token_logits_are_differentiable_like_forward(xp_backend):
+    model = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    ids = backend.asarray([[1, 2, 3, 4]])
+    model.next_token_logits(ids).sum().backward()
+    fast = {name: backend.to_numpy(p.grad_data) for name, p in model.named_parameters()}
+    model.zero_grad()
+    model(ids)[:, -1, :].sum().backward()
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(
+            fast[name], backend.to_numpy(p.grad_data), rtol=1e-5, atol=1e-7, err_msg=name
+        )

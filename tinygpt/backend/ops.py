@@ -50,4 +50,7 @@ def set_at(x: Any, index: Any, values: Any, copy: bool | None = None) -> Any:
     b = current()
     if copy is None:
         copy = not b.writable
-    return xpx.at(x, index).set(values, copy=copy, xp=b.xp)
+    if not copy:  # what ``xpx.at`` does on writable arrays, without its dispatch (per token, per layer)
+        x[index] = values
+        return x
+    return xpx.at(x, index).set(values, copy=True, xp=b.xp)

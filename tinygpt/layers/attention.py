@@ -130,8 +130,11 @@ class MultiHeadAttention(Module):
         q, k, v = F.split_heads(qkv, self.n_head, parts=3)  # (B, H, t, D) each
         keys, values = cache.append(k, v)  # (B, H, L, D)
         t = q.shape[2]
-        # Query i sits at position length - t + i and sees keys up to it: (B, H, t, L).
-        probs = F.attention_weights(q, keys, F.causal_mask(t, keys.shape[2], cache.length - t))
+        # Query i sits at position length - t + i and sees keys up to it: (B, H, t, L). One new
+        # token sees every key returned, unless they include the unfilled tail (fixed shapes).
+        sees_all = t == 1 and keys.shape[2] == cache.length
+        mask = None if sees_all else F.causal_mask(t, keys.shape[2], cache.length - t)
+        probs = F.attention_weights(q, keys, mask)
         if cache.keep_weights:
             cache.weights = probs[..., : cache.length]
         return F.merge_heads(xp.matmul(probs, values))  # (B, H, t, D) -> (B, t, C)

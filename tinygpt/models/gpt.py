@@ -128,6 +128,28 @@ class TinyGPT(Module):
         self, ids: Tensor | Array | Sequence[Sequence[int]], caches: list[KVCache] | None = None
     ) -> Tensor:
         """Token ids (B, T) -> logits (B, T, vocab_size); ``caches`` holds earlier positions (KV cache)."""
+        return self.head(self.ln_f(self.residual_stream(ids, caches)))
+
+    def next_token_logits(
+        self, ids: Tensor | Array | Sequence[Sequence[int]], caches: list[KVCache] | None = None
+    ) -> Tensor:
+        """Logits of the token after the last position only: ids (B, T) -> (B, vocab_size).
+
+        What sampling needs: the final LayerNorm and the vocabulary head run on one
+        position, so a 1024-token prompt never builds (B, 1024, vocab) logits.
+        Equal to ``forward(ids, caches)[:, -1, :]``.
+        """
+        x = self.residual_stream(ids, caches)  # (B, T, C)
+        return self.head(self.ln_f(x[:, -1, :]))  # (B, C) -> (B, vocab)
+
+    def head(self, x: Tensor) -> Tensor:
+        """Final hidden states (..., C) -> logits (..., vocab) through the token table (tied head)."""
+        return F.linear(x, self.wte.weight.T)  # a transposed view: no copy of the (vocab, C) table
+
+    def residual_stream(
+        self, ids: Tensor | Array | Sequence[Sequence[int]], caches: list[KVCache] | None = None
+    ) -> Tensor:
+        """Token ids (B, T) -> the residual stream after the last block, before ``ln_f``: (B, T, C)."""
         data = token_ids(ids)
         offset = 0 if caches is None else caches[0].length
         if offset + data.shape[1] > self.config.block_size:
@@ -138,8 +160,7 @@ class TinyGPT(Module):
         x = self.wpe(self.wte(data), offset=offset)  # (B, T, C)
         for i, block in enumerate(self.blocks):
             x = block(x, cache=None if caches is None else caches[i])
-        x = self.ln_f(x)
-        return F.linear(x, self.wte.weight.T)  # (B, T, vocab): tied head
+        return x
 
     def new_caches(self, batch: int, keep_weights: bool = False) -> list[KVCache]:
         """Empty KV caches (one per block) for up to block_size positions; see ``KVCache``."""
