@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tinygpt.errors import TinyGPTError
+
 
 def umask() -> int:
     """The process's file-creation mask (read without changing it for good)."""
@@ -91,3 +93,18 @@ def json_bytes(data: Any) -> bytes:
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     """Replace ``path`` with JSON ``data`` so readers see the old file or the new one, never half."""
     write_bytes_atomic(path, json_bytes(data))
+
+
+def parse_json(data: bytes, source: str | Path, error: type[TinyGPTError], kind: str) -> Any:
+    """JSON from bytes; bad UTF-8, bad syntax or absurd nesting raises ``error`` naming ``source``.
+
+    ``kind`` completes "... to be {kind}" in the messages, e.g. "a tinygpt file".
+    """
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise error(f"{source} is not UTF-8 text ({exc}); the file is corrupt") from None
+    except RecursionError:
+        raise error(f"{source} nests JSON too deeply to be {kind}") from None
+    except ValueError as exc:  # JSONDecodeError, and integers too long to convert
+        raise error(f"{source} is not valid JSON ({exc}); it may be truncated or corrupt") from None

@@ -51,12 +51,6 @@ def assert_one_line_error(code, err, *needles):
         assert needle in lines[0], lines[0]
 
 
-@pytest.fixture(autouse=True)
-def _numpy_backend():
-    with backend.using("numpy"):
-        yield
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("text") / "small.txt"

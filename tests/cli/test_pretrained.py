@@ -33,12 +33,6 @@ def make_text(n_words: int = 2500, seed: int = 0) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture(autouse=True)
-def _numpy_backend():
-    with backend.using("numpy"):
-        yield
-
-
 @pytest.fixture(scope="module")
 def text_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("text") / "words.txt"

@@ -7,16 +7,9 @@ import json
 import pytest
 
 from tests.cli.test_commands import TINY, assert_one_line_error, run_cli
-from tinygpt import backend
 
 TEXT_A = "First Citizen: Before we proceed any further, hear me speak.\n" * 6
 TEXT_B = "Second Citizen: We are accounted poor citizens, the patricians good.\n" * 6
-
-
-@pytest.fixture(autouse=True)
-def _numpy_backend():
-    with backend.using("numpy"):
-        yield
 
 
 @pytest.fixture

@@ -24,12 +24,6 @@ def _text() -> str:
     return "".join(rng.choice(syllables) for _ in range(2500))
 
 
-@pytest.fixture(autouse=True)
-def _numpy_backend():
-    with backend.using("numpy"):
-        yield
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("text") / "words.txt"

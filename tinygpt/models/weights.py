@@ -15,7 +15,6 @@ through a memory map (Hugging Face directories, see ``huggingface.py``).
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import stat
@@ -27,7 +26,7 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load as st_load
 
-from tinygpt import backend
+from tinygpt import backend, files
 from tinygpt.errors import CheckpointError
 from tinygpt.layers import Module
 
@@ -79,14 +78,7 @@ def read_bytes(file: Path, limit: int | None = None) -> bytes:
 
 def parse_json(data: bytes, source: str | Path) -> Any:
     """JSON from bytes; anything that is not (bad UTF-8, bad syntax, absurd nesting) is a CheckpointError."""
-    try:
-        return json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise CheckpointError(f"{source} is not UTF-8 text ({exc}); the file is corrupt") from None
-    except RecursionError:
-        raise CheckpointError(f"{source} nests JSON too deeply to be a tinygpt file") from None
-    except ValueError as exc:  # JSONDecodeError, and integers too long to convert
-        raise CheckpointError(f"{source} is not valid JSON ({exc}); the file is corrupt") from None
+    return files.parse_json(data, source, CheckpointError, "a tinygpt file")
 
 
 def read_json(folder: Path, name: str, limit: int = 1 << 20) -> Any:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import operator
 import os
 import re
 import stat
@@ -25,8 +24,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tinygpt import files
 from tinygpt.errors import TokenizerError
 from tinygpt.extras import require
+from tinygpt.tokenizers.ids import checked_ids
 
 END_OF_TEXT = "<|endoftext|>"
 MAX_FILE_BYTES = {"tokenizer.json": 64 << 20, "vocab.json": 32 << 20, "merges.txt": 32 << 20}
@@ -100,16 +101,7 @@ def read_tokenizer_file(file: str | os.PathLike[str], limit: int | None = None) 
 
 def parse_json(data: bytes, source: str) -> Any:
     """JSON from bytes; bad UTF-8, bad syntax or absurd nesting is a TokenizerError naming ``source``."""
-    try:
-        return json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise TokenizerError(f"{source} is not UTF-8 text ({exc}); the file is corrupt") from None
-    except RecursionError:
-        raise TokenizerError(f"{source} nests JSON too deeply to be a tokenizer file") from None
-    except ValueError as exc:
-        raise TokenizerError(
-            f"{source} is not valid JSON ({exc}); it may be truncated or corrupt: copy it again"
-        ) from None
+    return files.parse_json(data, source, TokenizerError, "a tokenizer file")
 
 
 def _check_vocab(vocab: Any, source: str, field: str) -> dict[str, int]:
@@ -332,35 +324,16 @@ class BPETokenizer:
                 ids.extend(encoding.ids)
         return ids
 
-    def _check_ids(self, ids: Iterable[int]) -> list[int]:
-        if hasattr(ids, "tolist"):
-            ids = ids.tolist()
-        out = []
-        for item in ids:
-            try:
-                token = operator.index(item)
-            except TypeError:
-                token = None
-            if token is None or isinstance(item, bool):
-                raise TokenizerError(f"token id {item!r} is not an integer; decode expects ints")
-            if not 0 <= token < self._size:
-                raise TokenizerError(
-                    f"token id {token} is outside the vocabulary range "
-                    f"[0, {self._size}); the ids come from a different tokenizer or model"
-                )
-            out.append(token)
-        return out
-
     def decode(self, ids: Iterable[int]) -> str:
         """Text of token ids; bytes that are not valid UTF-8 become U+FFFD, as in GPT-2."""
-        text: str = self._tokenizer.decode(self._check_ids(ids), skip_special_tokens=False)
+        text: str = self._tokenizer.decode(checked_ids(ids, self._size), skip_special_tokens=False)
         return text
 
     def decode_stream(self, ids: Iterable[int]) -> Iterator[str]:
         """Text as ids arrive, holding back the bytes of a character that is not complete yet."""
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         for token in ids:
-            piece = decoder.decode(self._bytes[self._check_ids([token])[0]])
+            piece = decoder.decode(self._bytes[checked_ids([token], self._size)[0]])
             if piece:
                 yield piece
         tail = decoder.decode(b"", final=True)

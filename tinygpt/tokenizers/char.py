@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import json
-import operator
 import os
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -20,6 +19,7 @@ from typing import Any
 
 from tinygpt.errors import TokenizerError
 from tinygpt.files import write_json_atomic
+from tinygpt.tokenizers.ids import checked_ids
 
 UNKNOWN_CHOICES = ("error", "skip", "replace")
 FORMAT = "tinygpt-char-tokenizer"
@@ -145,27 +145,8 @@ class CharTokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         """Turn token ids (list, iterable, or array with ``.tolist()``) into text."""
-        if hasattr(ids, "tolist"):
-            ids = ids.tolist()
         chars = self._chars
-        size = len(chars)
-        out = []
-        for item in ids:
-            # operator.index accepts any integer type (numpy ints too) but not
-            # floats; bools are ints to Python but surely a bug here.
-            try:
-                token = operator.index(item)
-            except TypeError:
-                token = None
-            if token is None or isinstance(item, bool):
-                raise TokenizerError(f"token id {item!r} is not an integer; decode expects ints")
-            if not 0 <= token < size:
-                raise TokenizerError(
-                    f"token id {token} is outside the vocabulary range "
-                    f"[0, {size}); the ids come from a different tokenizer or model"
-                )
-            out.append(chars[token])
-        return "".join(out)
+        return "".join(chars[token] for token in checked_ids(ids, len(chars)))
 
     def decode_stream(self, ids: Iterable[int]) -> Iterator[str]:
         """Text as ids arrive: every id is a whole character, so each is decoded at once."""
