@@ -65,6 +65,9 @@ def test_checksums_are_float64_sums_and_sums_of_squares(xp_backend):
     assert collectives.checksums(arrays) == pytest.approx([2.0, 30.0, 0.5, 0.25])
     changed = [backend.asarray([[1.0, 2.0], [3.0, -4.0 + 2.0**-20]]), arrays[1]]
     assert collectives.checksums(changed) != collectives.checksums(arrays)  # one ulp-sized change shows
+    # Sums of float32 values that float32 cannot hold exactly (2**24 + 1), but float64 can.
+    big = [backend.asarray([2.0**24, 1.0])]
+    assert collectives.checksums(big)[0] == 2.0**24 + 1
 
 
 def test_cpu_only_libraries_see_no_gpus_and_live_on_the_host(xp_backend):

@@ -56,12 +56,14 @@ def unflatten(flat: Any, shapes: Sequence[tuple[int, ...]]) -> list[Any]:
 
 def checksums(arrays: Sequence[Any]) -> list[float]:
     """(sum, sum of squares) of each array in float64, as 2 * len(arrays) Python floats (one host copy)."""
-    xp = current().xp
+    b = current()
+    xp = b.xp
     sums = []
-    for a in arrays:
-        wide = xp.astype(a, xp.float64)
-        sums += [xp.sum(wide), xp.vecdot(xp.reshape(wide, (-1,)), xp.reshape(wide, (-1,)))]
-    return [float(v) for v in to_numpy(xp.stack(sums))]
+    with b.library.float_scope("float64"):  # JAX: without x64, float64 would silently be float32
+        for a in arrays:
+            wide = xp.astype(a, xp.float64)
+            sums += [xp.sum(wide), xp.vecdot(xp.reshape(wide, (-1,)), xp.reshape(wide, (-1,)))]
+        return [float(v) for v in to_numpy(xp.stack(sums))]
 
 
 class Collectives:
