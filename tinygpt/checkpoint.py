@@ -30,7 +30,7 @@ from tinygpt import backend
 from tinygpt.errors import CheckpointError, ConfigError, TinyGPTError
 from tinygpt.files import fsync_dir, fsync_write, json_bytes, publish_directory, umask
 from tinygpt.models import GPTConfig, TinyGPT
-from tinygpt.models.huggingface import is_huggingface_directory
+from tinygpt.models.huggingface import is_huggingface_directory, open_gpt2
 from tinygpt.models.weights import (
     FORMAT,
     VERSION,
@@ -176,6 +176,7 @@ def load_checkpoint(
 def load_pretrained(path: str | os.PathLike[str]) -> Checkpoint:
     """A Hugging Face GPT-2 directory with its own tokenizer, as a weights-only Checkpoint."""
     path = Path(path)
+    open_gpt2(path)  # the config and weight files first: a cheap check, and the bigger problem
     tokenizer = tokenizer_from_directory(path)
     if tokenizer is None:
         raise CheckpointError(

@@ -141,6 +141,10 @@ def test_damaged_directories_are_one_line_errors(capsys, hf_dir, tmp_path, damag
     for command in ("sample", "info"):
         code, _, err = run_cli(capsys, command, "--checkpoint", bad)
         assert_one_line_error(code, err, needle)
+    for name in ("tokenizer.json", "vocab.json", "merges.txt"):  # the weights are the bigger problem
+        (bad / name).unlink(missing_ok=True)
+    code, _, err = run_cli(capsys, "sample", "--checkpoint", bad)
+    assert_one_line_error(code, err, needle)
 
 
 # Fine-tuning --------------------------------------------------------------------------------------
