@@ -31,14 +31,17 @@ SOURCE = Path(cupy_library.__file__)
 REQUIRED = os.environ.get("TINYGPT_REQUIRE_CUPY") == "1"
 
 
-def _need(module: str):
-    """Import ``module`` or skip (fail where the contract session requires it)."""
-    try:
-        return __import__(module, fromlist=["_"])
-    except ImportError as exc:
-        if REQUIRED:
-            pytest.fail(f"TINYGPT_REQUIRE_CUPY=1 but {module} cannot be imported: {exc}")
-        pytest.skip(f"{module} is not installed ({exc}): nox -s cupy-contract installs it")
+def _need(*modules: str):
+    """Import ``modules`` (``cupy.cuda.nccl`` loads libnccl) or skip; fail where the contract session requires them."""
+    found = []
+    for module in modules:
+        try:
+            found.append(_resolve(module))
+        except (ImportError, AttributeError) as exc:
+            if REQUIRED:
+                pytest.fail(f"TINYGPT_REQUIRE_CUPY=1 but {module} cannot be imported: {exc}")
+            pytest.skip(f"{module} cannot be imported ({exc}): nox -s cupy-contract installs it")
+    return found[0] if len(found) == 1 else found
 
 
 class Ranks:
@@ -205,7 +208,7 @@ def _uses():
 
 
 def test_every_cupy_name_the_backend_uses_exists():
-    _need("cupy")
+    _need("cupy", "cupy.cuda.nccl", "cupy.cuda.curand")
     _tree, uses = _uses()
     assert len(uses) > 25, "the source walk found too few CuPy uses: it no longer sees them"
     seen = {name for name, _, _ in uses}
@@ -277,7 +280,7 @@ def _argument_count(call: ast.Call, tree: ast.AST) -> int:
 
 
 def test_every_cupy_call_fits_the_signature_cupy_has():
-    _need("cupy")
+    _need("cupy", "cupy.cuda.nccl", "cupy.cuda.curand")
     tree, uses = _uses()
     checked, wrong = 0, []
     for name, found, call in uses:
@@ -418,7 +421,7 @@ class _Device:
 
 
 def test_dropout_masks_come_from_one_generator_per_gpu_reseeded_from_the_host(monkeypatch):
-    cupy = _need("cupy")
+    cupy, _ = _need("cupy", "cupy.cuda.curand")
     made, seeds = [], []
 
     class Philox:
@@ -495,10 +498,10 @@ def test_gpu_masks_repeat_with_the_host_state_and_keep_the_right_share(gpu):
 def test_free_memory_on_the_gpu_does_not_drop_when_the_pool_keeps_a_freed_block(gpu):
     import cupy
 
-    before = backend.available_memory()
     block = cupy.empty(256 * 2**20, dtype=cupy.uint8)
-    del block  # back to CuPy's pool, not to CUDA: device.mem_info alone would show 256 MiB fewer
-    assert abs(backend.available_memory() - before) < 64 * 2**20
+    del block  # back to CuPy's pool, not to CUDA: device.mem_info alone shows 256 MiB fewer
+    cuda_free = gpu.device.mem_info[0]
+    assert backend.available_memory() - cuda_free >= 200 * 2**20  # other test processes may allocate too
     assert re.fullmatch(
         r"[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f]", gpu.library.gpu_identity(gpu.device)
     )
