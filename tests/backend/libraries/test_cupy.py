@@ -172,6 +172,8 @@ def _resolve(path: str):
         return importlib.import_module(path)
     except ImportError:
         parent, _, name = path.rpartition(".")
+        if not parent:
+            raise
         return getattr(importlib.import_module(parent), name)
 
 
