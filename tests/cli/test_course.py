@@ -114,3 +114,32 @@ def test_usage_errors_are_one_line(capsys, tmp_path):
         code, _, err = run_cli(capsys, *args)
         assert code == 2, args
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_notebooks_without_the_course_extra_say_what_to_install(capsys, tmp_path, monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def without_notebook_packages(name, *args):
+        if name.split(".")[0] in ("jupytext", "nbformat"):
+            raise ImportError(name)
+        return real(name, *args)
+
+    monkeypatch.setattr("tinygpt.extras.importlib.import_module", without_notebook_packages)
+    code, _, err = run_cli(capsys, "course", "start", "layer_norm", "--dir", tmp_path, "--notebook")
+    assert code == 2 and "pip install 'tinygpt[course]'" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "layer_norm.ipynb").write_text("{}", encoding="utf-8")
+    code, _, err = run_cli(capsys, "course", "check", "layer_norm", tmp_path / "layer_norm.ipynb")
+    assert code == 2 and "pip install 'tinygpt[course]'" in err
+    code, _, _ = run_cli(capsys, "course", "start", "layer_norm", "--dir", tmp_path)  # the .py path needs neither
+    assert code == 0
+
+
+def test_skipping_the_milestone_passes_the_checks_but_not_the_exercise(capsys, tmp_path):
+    path = tmp_path / "layer_norm.py"
+    path.write_text(solution("layer_norm"), encoding="utf-8")
+    code, out, _ = run_cli(capsys, "course", "check", "layer_norm", path, "--no-milestone")
+    assert code == 0 and "skipped: in a TinyGPT" in out
+    rows = {r["name"]: r for r in json.loads(run_cli(capsys, "course", "list", "--dir", tmp_path, "--json")[1])}
+    assert rows["layer_norm"]["status"] == "started"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import pkgutil
+import re
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,10 @@ def test_the_starter_fails_with_not_implemented(tmp_path, name):
     assert verdict.failed_check != "loading your file", (
         "the starter must load: demos go under `if __name__ == '__main__':`"
     )
+
+
+def test_the_docs_name_only_exercises_that_are_planned():
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    for page in docs.glob("*.md"):
+        for name in re.findall(r"tinygpt course (?:start|check) ([a-z_]+)", page.read_text(encoding="utf-8")):
+            assert name in registry.ORDER or name == "NAME", f"docs/{page.name} names exercise {name!r}"

@@ -13,7 +13,6 @@ ipykernel); the ``.py`` path needs only the core install.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -77,11 +76,14 @@ def check_source(exercise: Exercise) -> str:
     )
 
 
-def notebook(exercise: Exercise, requirement: str | None = None) -> str:
-    """The student's ``NAME.ipynb`` (JSON text) from the same percent-format source as the ``.py`` starter."""
+def notebook(exercise: Exercise, requirement: str | None = None, source: str | None = None) -> str:
+    """The student's ``NAME.ipynb`` (JSON text) from the same percent-format source as the ``.py`` starter.
+
+    ``source`` replaces the starter (the tests build a notebook from the reference solution).
+    """
     jupytext = require("jupytext", "course", "writing the exercise as a notebook")
     nbformat = require("nbformat", "course", "writing the exercise as a notebook")
-    nb = jupytext.reads(exercise.starter, fmt="py:percent")
+    nb = jupytext.reads(exercise.starter if source is None else source, fmt="py:percent")
     setup = nbformat.v4.new_code_cell(setup_source(requirement), metadata={"tags": [SETUP_TAG]})
     check = nbformat.v4.new_code_cell(check_source(exercise), metadata={"tags": [CHECK_TAG]})
     nb.cells = [setup, *nb.cells, check]
@@ -132,5 +134,5 @@ def extract_code(path: str | os.PathLike[str]) -> str:
 def _cells(nb: Any, path: Path) -> list[Any]:
     cells = nb.get("cells") if isinstance(nb, dict) else None
     if not isinstance(cells, list):
-        raise CourseError(f"{path} has no list of cells: {json.dumps(str(type(cells)))}; is it a notebook?")
+        raise CourseError(f"{path} holds no list of cells; is it a Jupyter notebook?")
     return [c for c in cells if isinstance(c, dict)]
