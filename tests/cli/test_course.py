@@ -132,7 +132,9 @@ def test_notebooks_without_the_course_extra_say_what_to_install(capsys, tmp_path
     (tmp_path / "layer_norm.ipynb").write_text("{}", encoding="utf-8")
     code, _, err = run_cli(capsys, "course", "check", "layer_norm", tmp_path / "layer_norm.ipynb")
     assert code == 2 and "pip install 'tinygpt[course]'" in err
-    code, _, _ = run_cli(capsys, "course", "start", "layer_norm", "--dir", tmp_path)  # the .py path needs neither
+    code, _, _ = run_cli(
+        capsys, "course", "start", "layer_norm", "--dir", tmp_path
+    )  # the .py path needs neither
     assert code == 0
 
 
@@ -141,5 +143,7 @@ def test_skipping_the_milestone_passes_the_checks_but_not_the_exercise(capsys, t
     path.write_text(solution("layer_norm"), encoding="utf-8")
     code, out, _ = run_cli(capsys, "course", "check", "layer_norm", path, "--no-milestone")
     assert code == 0 and "skipped: in a TinyGPT" in out
-    rows = {r["name"]: r for r in json.loads(run_cli(capsys, "course", "list", "--dir", tmp_path, "--json")[1])}
+    rows = {
+        r["name"]: r for r in json.loads(run_cli(capsys, "course", "list", "--dir", tmp_path, "--json")[1])
+    }
     assert rows["layer_norm"]["status"] == "started"

@@ -38,7 +38,9 @@ def test_the_notebook_with_the_solution_runs_headless_and_passes_its_own_check(t
     path = tmp_path / f"{name}.ipynb"
     path.write_text(notebooks.notebook(exercise, source=solution(name)), encoding="utf-8")
     nb = nbformat.read(path, as_version=4)
-    nbclient.NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.get("output_type") == "stream")
     assert f"{name}: passed all {len(exercise.checks)} checks" in printed, printed
 
@@ -49,12 +51,16 @@ def test_an_unchanged_starter_notebook_fails_with_not_implemented(tmp_path):
     path.write_text(notebooks.notebook(registry.get("layer_norm")), encoding="utf-8")
     verdict = grade_file("layer_norm", path)
     assert verdict.message == "not implemented yet: layer_norm_forward"
-    assert "layer_norm.ipynb cell" in verdict.hint  # the location names the cell, not a line of extracted code
+    assert (
+        "layer_norm.ipynb cell" in verdict.hint
+    )  # the location names the cell, not a line of extracted code
 
 
 def test_ipython_lines_in_a_notebook_do_not_break_grading(tmp_path):
     pytest.importorskip("jupytext")
-    source = solution("char_tokenizer").replace("from typing import Any\n", "!echo hello\n%time x = 1\nfrom typing import Any\n", 1)
+    source = solution("char_tokenizer").replace(
+        "from typing import Any\n", "!echo hello\n%time x = 1\nfrom typing import Any\n", 1
+    )
     path = tmp_path / "char_tokenizer.ipynb"
     path.write_text(notebooks.notebook(registry.get("char_tokenizer"), source=source), encoding="utf-8")
     assert grade_file("char_tokenizer", path).passed

@@ -80,7 +80,9 @@ def test_a_50_gb_allocation_stops_at_the_memory_cap_quickly(tmp_path):
 
 def test_memory_that_grows_slowly_stops_at_the_cap(tmp_path):
     # 16 MB at a time, never touched: the cap counts what is reserved, so this stops without using RAM.
-    body = "import numpy\nself.rows = []\nwhile True:\n    self.rows.append(numpy.empty(2**24, dtype='uint8'))"
+    body = (
+        "import numpy\nself.rows = []\nwhile True:\n    self.rows.append(numpy.empty(2**24, dtype='uint8'))"
+    )
     verdict, _ = grade_body(tmp_path, body)
     assert "ran out of memory" in verdict.message, verdict.report()
 
@@ -194,3 +196,13 @@ def test_a_wrong_path_is_a_usage_error(tmp_path, name):
 def test_an_unknown_exercise_is_a_usage_error_with_a_suggestion(tmp_path):
     with pytest.raises(CourseError, match="did you mean 'char_tokenizer'"):
         grade_file("char_tokeniser", tmp_path / "x.py")
+
+
+def test_a_students_numpy_py_does_not_shadow_the_library(tmp_path):
+    (tmp_path / "numpy.py").write_text(
+        "raise SystemExit('the student file numpy.py was imported')\n", encoding="utf-8"
+    )
+    path = tmp_path / f"{NAME}.py"
+    path.write_text(solution(NAME), encoding="utf-8")
+    verdict = grade_file(NAME, path)
+    assert verdict.passed, verdict.report()

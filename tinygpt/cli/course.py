@@ -283,11 +283,11 @@ def _cell(verdict: Verdict | None) -> str:
 
 def _print_class_table(students: list[classroom.StudentResults], exercises: list[Exercise]) -> None:
     width = max(8, *(len(s.name) for s in students))
-    heads = [f"{i:>4}" for i in range(1, len(exercises) + 1)]
+    heads = [f"{i:>6}" for i in range(1, len(exercises) + 1)]
     print(f"{'student':<{width}}{''.join(heads)}  passed")
     for s in students:
         marks = "".join(
-            f"{'-' if v is None else 'ok' if v.passed else 'FAIL':>4}"
+            f"{'-' if v is None else 'ok' if v.passed else 'FAIL':>6}"
             for v in (s.verdicts[e.name] for e in exercises)
         )
         print(f"{s.name:<{width}}{marks}  {s.passed}/{len(exercises)}")

@@ -23,6 +23,7 @@ from tinygpt import backend
 from tinygpt.course.errors import CheckFailed
 
 Array = Any
+Mistakes = Mapping[str, Array] | Callable[[], Mapping[str, Array]]
 
 
 # Inputs ------------------------------------------------------------------------------
@@ -113,7 +114,7 @@ def compare(
     rtol: float = 1e-6,
     atol: float = 1e-8,
     hint: str = "",
-    mistakes: Mapping[str, Array] | None = None,
+    mistakes: Mistakes | None = None,
     dtype: bool = True,
 ) -> None:
     """``got`` equals ``want`` elementwise within ``atol + rtol * |want|``; else the worst element is reported.
@@ -121,7 +122,8 @@ def compare(
     ``want`` is the reference (the library's result). The array checks of
     ``expect_array`` come first (shape, and dtype unless ``dtype=False``). When
     ``got`` matches one of ``mistakes`` (hint -> the result that mistake gives),
-    that mistake's hint is the one shown.
+    that mistake's hint is the one shown; ``mistakes`` may be a function returning
+    that mapping, called only when the values differ (computing mistakes costs time).
     """
     expect_array(got, what, shape=tuple(want.shape), dtype=want.dtype if dtype else None, hint=hint)
     g, w = host(got).astype("float64"), host(want).astype("float64")
@@ -171,9 +173,10 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(reversed(index))
 
 
-def _diagnose(g: Any, mistakes: Mapping[str, Array] | None, rtol: float, atol: float) -> str:
+def _diagnose(g: Any, mistakes: Mistakes | None, rtol: float, atol: float) -> str:
     """The hint of the first known mistake whose result ``g`` matches."""
-    for hint, wrong in (mistakes or {}).items():
+    known = mistakes() if callable(mistakes) else mistakes
+    for hint, wrong in (known or {}).items():
         m = host(wrong).astype("float64")
         if tuple(m.shape) == tuple(g.shape) and _worst(g, m, max(rtol, 1e-5), max(atol, 1e-7)) is None:
             return hint
@@ -207,13 +210,16 @@ def check_gradient(
     atol: float = 1e-7,
     seed: int = 0,
     hint: str = "",
-    mistakes: Mapping[str, Sequence[Array]] | None = None,
+    mistakes: Mapping[str, Sequence[Array | None]]
+    | Callable[[], Mapping[str, Sequence[Array | None]]]
+    | None = None,
 ) -> None:
     """Each ``analytic[i]`` (the student's gradient of scalar ``f`` w.r.t. ``inputs[i]``) agrees with
     finite differences at ``samples`` random elements. float64 inputs: call inside ``float64()``.
 
     ``names`` label the gradients in messages (``"grad_x"``). ``mistakes`` maps a
-    hint to the gradients that mistake gives (one per input, None to skip one).
+    hint to the gradients that mistake gives (one per input, None to skip one), or
+    is a function returning that mapping, called only on a failure.
     """
     for i, (x, grad, name) in enumerate(zip(inputs, analytic, names, strict=True)):
         expect_array(grad, name, shape=tuple(x.shape), dtype=x.dtype, hint=hint)
@@ -226,7 +232,8 @@ def check_gradient(
             expected = numeric_gradient(f, inputs, i, index)
             value = float(g[index])
             if not abs(value - expected) <= atol + rtol * abs(expected):
-                known = {h: grads[i] for h, grads in (mistakes or {}).items() if grads[i] is not None}
+                table = mistakes() if callable(mistakes) else mistakes
+                known = {h: grads[i] for h, grads in (table or {}).items() if grads[i] is not None}
                 raise CheckFailed(
                     f"{name} at index {index} (shape {tuple(x.shape)}): finite differences give {expected:.6g}, "
                     f"your backward gives {value:.6g}",

@@ -46,7 +46,12 @@ GRACE_S = 2.0  # after "done", time to exit before the group is killed
 SUFFIXES = (".py", ".ipynb")
 TIME_FACTOR_ENV = "TINYGPT_COURSE_TIME_FACTOR"
 _FD_HINT = "do not close or write to file descriptors your code did not open"
-_BOOT = "import sys; del sys.path[0]; from tinygpt.course.sandbox import main; sys.exit(main(sys.argv[1:]))"
+# ``python -c`` puts the working folder first on sys.path: drop it, so a student's tinygpt.py or numpy.py
+# there cannot shadow the library (their folder is appended at the end instead).
+_BOOT = (
+    "import sys\nif sys.path and sys.path[0] == '':\n    del sys.path[0]\n"
+    "from tinygpt.course.sandbox import main\nsys.exit(main(sys.argv[1:]))"
+)
 
 
 def time_factor() -> float:
@@ -286,6 +291,11 @@ class _Run:
         self.message, self.hint = message, hint
 
     def _timed_out(self, index: int | None, seconds: float) -> None:
+        if index is None and self.results:
+            self._fail(
+                None, seconds, "the grader stalled between two checks", "try again; if it repeats, report it"
+            )
+            return
         if index is None:
             self._fail(
                 None,

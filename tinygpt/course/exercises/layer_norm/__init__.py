@@ -119,7 +119,7 @@ def values(student: Student) -> None:
             rtol=1e-7,
             atol=1e-9,
             hint="mean and variance over the last axis; xhat = (x - mean) / sqrt(var + eps); xhat * weight + bias",
-            mistakes=_mistakes(x, weight, bias),
+            mistakes=lambda: _mistakes(x, weight, bias),
         )
 
 
@@ -136,7 +136,7 @@ def edge_cases(student: Student) -> None:
                 f"out for x of shape {shape}",
                 1e-7,
                 1e-9,
-                mistakes=_mistakes(x, weight, bias),
+                mistakes=lambda x=x, weight=weight, bias=bias: _mistakes(x, weight, bias),
             )
         x, weight, bias = _inputs((3, 1), seed=3)
         out, _ = _forward(student, x, weight, bias)
@@ -167,7 +167,7 @@ def edge_cases(student: Student) -> None:
             "out of layer_norm_forward(x, weight, bias, eps=0.1)",
             1e-7,
             1e-9,
-            mistakes={"use the eps argument, not a fixed number": _library(x, weight, bias)},
+            mistakes=lambda: {"use the eps argument, not a fixed number": _library(x, weight, bias)},
         )
     x = C.random_array((4, 16), seed=6) + 1000.0  # float32: a large mean, a variance of about 1
     weight, bias = C.random_array((16,), 7, 0.5, 1.0), C.random_array((16,), 8, 0.5)
@@ -230,6 +230,42 @@ def gradient_shapes(student: Student) -> None:
         )
 
 
+def _gradient_mistakes(x: Array, weight: Array, grad: Array, dw: Array, db: Array) -> dict[str, list[Any]]:
+    """What each known mistake in the backward pass would return (one entry per input; None: not affected)."""
+    xp = backend.current().xp
+
+    def mean(a: Array) -> Array:
+        return xp.mean(a, axis=-1, keepdims=True)
+
+    rstd = 1.0 / xp.sqrt(mean((x - mean(x)) ** 2) + EPS)
+    xhat = (x - mean(x)) * rstd
+    gxhat = grad * weight
+    return {
+        "dx misses the term from the mean: subtract mean(gxhat)": [
+            (gxhat - xhat * mean(gxhat * xhat)) * rstd,
+            None,
+            None,
+        ],
+        "dx misses the term from the variance: subtract xhat * mean(gxhat * xhat)": [
+            (gxhat - mean(gxhat)) * rstd,
+            None,
+            None,
+        ],
+        "multiply grad_out by weight first: gxhat = grad_out * weight": [
+            (grad - mean(grad) - xhat * mean(grad * xhat)) * rstd,
+            None,
+            None,
+        ],
+        "dx ends with a division by sqrt(var + eps) (a multiplication by rstd)": [
+            gxhat - mean(gxhat) - xhat * mean(gxhat * xhat),
+            None,
+            None,
+        ],
+        "grad_weight is the sum of grad_out * xhat (the weight multiplies xhat)": [None, db, None],
+        "grad_bias is the sum of grad_out (the bias is added as it is)": [None, None, dw],
+    }
+
+
 @EXERCISE.check("backward matches finite differences (float64)", kind="gradient")
 def finite_differences(student: Student) -> None:
     xp = backend.current().xp
@@ -239,49 +275,13 @@ def finite_differences(student: Student) -> None:
         _, cache = _forward(student, x, weight, bias)
         grads = _backward(student, grad, cache)
         _, dx, dw, db = _library(x, weight, bias, grad=grad)
-        mean = xp.mean(x, axis=-1, keepdims=True)
-        rstd = 1.0 / xp.sqrt(xp.mean((x - mean) ** 2, axis=-1, keepdims=True) + EPS)
-        xhat = (x - mean) * rstd
-        gxhat = grad * weight
         C.check_gradient(
             lambda x_, w_, b_: xp.sum(_library(x_, w_, b_) * grad),
             [x, weight, bias],
             grads,
             ["grad_x", "grad_weight", "grad_bias"],
             hint="dx = (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat)) / sqrt(var + eps), gxhat = grad_out * weight",
-            mistakes={
-                "dx misses the term from the mean: subtract mean(gxhat)": [
-                    (gxhat - xhat * xp.mean(gxhat * xhat, axis=-1, keepdims=True)) * rstd,
-                    None,
-                    None,
-                ],
-                "dx misses the term from the variance: subtract xhat * mean(gxhat * xhat)": [
-                    (gxhat - xp.mean(gxhat, axis=-1, keepdims=True)) * rstd,
-                    None,
-                    None,
-                ],
-                "multiply grad_out by weight first: gxhat = grad_out * weight": [
-                    (
-                        grad
-                        - xp.mean(grad, axis=-1, keepdims=True)
-                        - xhat * xp.mean(grad * xhat, axis=-1, keepdims=True)
-                    )
-                    * rstd,
-                    None,
-                    None,
-                ],
-                "dx ends with a division by sqrt(var + eps) (a multiplication by rstd)": [
-                    (
-                        gxhat
-                        - xp.mean(gxhat, axis=-1, keepdims=True)
-                        - xhat * xp.mean(gxhat * xhat, axis=-1, keepdims=True)
-                    ),
-                    None,
-                    None,
-                ],
-                "grad_weight is the sum of grad_out * xhat (the weight multiplies xhat)": [None, db, None],
-                "grad_bias is the sum of grad_out (the bias is added as it is)": [None, None, dw],
-            },
+            mistakes=lambda: _gradient_mistakes(x, weight, grad, dw, db),
         )
         for got, want, name in zip(grads, (dx, dw, db), ("grad_x", "grad_weight", "grad_bias"), strict=True):
             C.compare(got, want, f"{name} (all elements, vs functional.layer_norm's backward)", 1e-7, 1e-9)
