@@ -73,6 +73,7 @@ def tests(session: nox.Session, backend: str) -> None:
         extras += ",jax"
     if backend == "numpy":
         extras += ",hf"  # transformers: GPT-2 import/export tests (with torch, installed above where on disk)
+        extras += ",course"  # jupytext, nbformat, nbclient, ipykernel: the course's notebooks run headless
     if backend == "numpy" and wheel is not None:
         env["TINYGPT_REQUIRE_ALL_CPU_BACKENDS"] = "1"  # the cross-backend test must run, not skip
     session.install("-e", f".[{extras}]")
