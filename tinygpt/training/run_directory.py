@@ -33,7 +33,7 @@ except ImportError:  # not POSIX (Windows): no lock, one process per run is then
 
 from tinygpt.checkpoint import POINTERS, resolve_checkpoint, save_checkpoint
 from tinygpt.errors import CheckpointError, ConfigError
-from tinygpt.files import write_json_atomic
+from tinygpt.files import listing, write_json_atomic
 
 RUN_FILE = "run.json"
 RUN_FORMAT = "tinygpt-run"
@@ -43,7 +43,6 @@ CHECKPOINTS = "checkpoints"
 LOCK = "run.lock"
 # Files a run writes at the top of its directory (pointers are "<which>.json").
 _OWN_FILES = {RUN_FILE, METRICS, LOCK, CHECKPOINTS, *(f"{p}.json" for p in POINTERS)}
-_SHOWN = 5  # entries named in an error message
 
 
 class RunDirectory:
@@ -133,7 +132,7 @@ class RunDirectory:
         if foreign:
             raise ConfigError(
                 f"{self.path} is not empty and holds files tinygpt did not write "
-                f"({_listing(foreign)}); choose an empty or new --out directory (nothing was changed)"
+                f"({listing(foreign)}); choose an empty or new --out directory (nothing was changed)"
             )
 
     def start(self) -> None:
@@ -295,7 +294,11 @@ class RunDirectory:
     def _remove_checkpoint(self, name: str) -> None:
         folder = self.path / CHECKPOINTS
         shutil.rmtree(folder / name, ignore_errors=True)
-        for debris in (*folder.glob(f".{name}.*.tmp"), folder / f".{name}.old"):
+        for debris in (
+            *folder.glob(f".{name}.*.tmp"),
+            *folder.glob(f".{name}.*.old"),
+            folder / f".{name}.old",
+        ):
             shutil.rmtree(debris, ignore_errors=True)
 
 
@@ -332,7 +335,7 @@ def _is_own_checkpoint_entry(name: str, recorded: set[str]) -> bool:
         return True
     if name.startswith("."):
         base = name[1:].split(".", 1)[0]
-        return base in recorded and (name.endswith(".tmp") or name == f".{base}.old")
+        return base in recorded and name.endswith((".tmp", ".old"))
     return False
 
 
@@ -342,9 +345,3 @@ def _is_pointer_temp(name: str) -> bool:
     if name == f".{METRICS}.tmp":
         return True
     return name.startswith(".") and name.endswith(".tmp") and any(name.startswith(f".{j}.") for j in own_json)
-
-
-def _listing(entries: list[str]) -> str:
-    shown = ", ".join(entries[:_SHOWN])
-    more = len(entries) - _SHOWN
-    return shown + (f" and {more} more" if more > 0 else "")
