@@ -355,7 +355,9 @@ def test_save_checkpoint_refuses_to_replace_what_is_not_a_checkpoint(tmp_path):
     folder = tmp_path / "thesis"
     folder.mkdir()
     (folder / "chapter1.txt").write_text("mine")
-    with pytest.raises(CheckpointError, match=r"thesis is a directory that is not a tinygpt checkpoint \(chapter1"):
+    with pytest.raises(
+        CheckpointError, match=r"thesis is a directory that is not a tinygpt checkpoint \(chapter1"
+    ):
         save_checkpoint(folder, _model(), _tokenizer())
     (tmp_path / "file").write_text("mine")
     with pytest.raises(CheckpointError, match="is not a directory; refusing to replace it"):

@@ -104,7 +104,8 @@ class TinyGPT(Module):
         """Write a Hugging Face GPT-2 directory that ``transformers.GPT2LMHeadModel.from_pretrained`` loads.
 
         With ``tokenizer``, its files go beside the weights (``AutoTokenizer.from_pretrained`` reads
-        them). A non-empty directory tinygpt did not write is refused.
+        them). Only these files are written; other files in ``path`` stay, and one tinygpt did not
+        write is never overwritten (see ``huggingface.save_gpt2``).
         """
         return huggingface.save_gpt2(path, self.config, self.state_dict(), tokenizer)
 
