@@ -82,3 +82,33 @@ def test_a_directory_the_user_cannot_write_is_one_line(capsys, run_dir, tmp_path
         locked.chmod(0o755)
     assert_one_line_error(code, err, "is not writable by this user")
     assert list(locked.iterdir()) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_every_file_train_and_export_write_follows_the_umask(capsys, tmp_path, umask):
+    # Another user, or a container with another uid, must be able to load what tinygpt wrote.
+    text = tmp_path / "small.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    previous = os.umask(umask)
+    try:
+        args = ["--text", text, "--out", tmp_path / "run", *TINY]
+        assert run_cli(capsys, "train", *args)[0] == 0
+        assert run_cli(capsys, "train", *args, "--resume", "--max-iters", 30)[0] == 0
+        assert run_cli(capsys, "export", "--checkpoint", tmp_path / "run", "--out", tmp_path / "hf")[0] == 0
+        assert run_cli(capsys, "export", "--checkpoint", tmp_path / "run", "--out", tmp_path / "hf")[0] == 0
+    finally:
+        os.umask(previous)
+    modes = {
+        p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777
+        for p in [
+            tmp_path / "run",
+            tmp_path / "hf",
+            *(tmp_path / "run").rglob("*"),
+            *(tmp_path / "hf").rglob("*"),
+        ]
+    }
+    expected = {name: (0o777 if (tmp_path / name).is_dir() else 0o666) & ~umask for name in modes}
+    assert modes == expected
+    assert "hf/model.safetensors" in modes
+    assert any(name.endswith("/optimizer.safetensors") for name in modes)

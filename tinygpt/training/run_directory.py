@@ -90,7 +90,7 @@ class RunDirectory:
     def _acquire(self) -> int:
         lock = self.path / LOCK
         while True:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides, as for every file
             if fcntl is None:
                 return fd
             try:
