@@ -61,6 +61,14 @@ def time_left(done: int, total: int, elapsed_s: float) -> str | None:
 def run(args: argparse.Namespace) -> int:
     ckpt = load(args)
     gen = TextGeneration(ckpt.model, ckpt.tokenizer)
+    if gen.padded_ids:
+        size = ckpt.tokenizer.vocab_size
+        print(
+            f"tinygpt sample: the model scores {ckpt.model.config.vocab_size:,} token ids but its tokenizer "
+            f"has {size:,}; the {gen.padded_ids:,} ids from {size:,} on (vocabulary padding) are never sampled",
+            file=sys.stderr,
+            flush=True,
+        )
     rng = backend.Generator(args.seed)  # one stream for all samples: --seed repeats them all
     options = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "rng": rng}
     prompt = ckpt.tokenizer.decode(gen.prompt_ids(args.prompt, args.unknown)) if args.prompt else ""
