@@ -7,7 +7,7 @@ import pytest
 
 from tests.lm_helpers import host, tiny_model
 from tinygpt import backend
-from tinygpt.errors import ConfigError, TokenizerError
+from tinygpt.errors import ConfigError, ShapeError, TokenizerError
 from tinygpt.generation import TextGeneration, filter_logits, generate, generate_stream
 from tinygpt.tensor import no_grad
 from tinygpt.tokenizers import CharTokenizer
@@ -297,3 +297,19 @@ def test_vocab_limit_keeps_ids_below_it_and_is_checked():
     for bad in (0, VOCAB + 1, 2.5):
         with pytest.raises(ConfigError, match=rf"vocab_limit must be an integer in \[1, {VOCAB}\]"):
             generate(model, PROMPT, 1, vocab_limit=bad)
+
+
+# Prompts are checked as the forward pass checks them ---------------------------------
+@pytest.mark.parametrize("call", [generate, lambda *a: list(generate_stream(*a))])
+def test_float_prompt_ids_are_refused_not_truncated(call):
+    with pytest.raises(
+        ShapeError, match=r"token ids must be integers, got dtype .*float.*round them with int\(\)"
+    ):
+        call(_model(), [[1.7, 2.2]], 3)
+
+
+def test_a_1d_prompt_says_prompts_are_b_by_t_and_how_to_wrap_one():
+    with pytest.raises(
+        ShapeError, match=r"shape \(B, T\), got a 1-D sequence of 2 ids; for one sequence pass \[ids\]"
+    ):
+        generate(_model(), [1, 2], 5)
