@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shlex
 import shutil
 
 import numpy as np
@@ -391,3 +393,17 @@ def test_checkpoint_files_are_readable_by_others(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o777 & ~umask
     run, _, _ = _run_dir(tmp_path)
     assert (run / "latest.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_commands_in_error_messages_quote_the_path(tmp_path):
+    # A command in a message is pasted into a shell: a path with spaces must come out quoted.
+    folder = tmp_path / "my model"
+    _model().save_pretrained(folder)  # no tokenizer files
+    quoted = shlex.quote(str(folder))
+    with pytest.raises(CheckpointError, match=re.escape(f"--local-dir {quoted}`")):
+        load_checkpoint(folder)
+    with pytest.raises(CheckpointError, match=re.escape(f"`tinygpt train --init-from {quoted} --out DIR`")):
+        load_checkpoint(folder, with_training_state=True)
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match=re.escape(f"--local-dir {quoted}`, or convert")):
+        load_checkpoint(folder)

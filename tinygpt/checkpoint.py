@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -200,7 +201,7 @@ def load_checkpoint(
         if with_training_state:
             raise CheckpointError(
                 f"{path} is a pretrained model with no training state; fine-tune it with "
-                f"`tinygpt train --init-from {path} --out DIR` instead of resuming it"
+                f"`tinygpt train --init-from {shlex.quote(str(path))} --out DIR` instead of resuming it"
             )
         return load_pretrained(path)
     for _ in range(5):
@@ -222,7 +223,7 @@ def load_pretrained(path: str | os.PathLike[str]) -> Checkpoint:
     if tokenizer is None:
         raise CheckpointError(
             f"{path} has no tokenizer files; add the model's tokenizer.json (or vocab.json and merges.txt) "
-            f"to it, e.g. `huggingface-cli download gpt2 tokenizer.json vocab.json merges.txt --local-dir {path}`"
+            f"to it, e.g. `huggingface-cli download gpt2 tokenizer.json vocab.json merges.txt --local-dir {shlex.quote(str(path))}`"
         )
     model = TinyGPT.from_pretrained(path)
     if tokenizer.vocab_size > model.config.vocab_size:

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shlex
 import shutil
 import signal
 import subprocess
@@ -85,6 +86,17 @@ def test_train_prints_a_sample_when_asked(capsys, corpus, tmp_path):
     assert code == 0
     after = out.split("sample with:")[1].split("\n", 1)[1]  # the sample starts from a newline
     assert len(after) == 1 + 30 + 1 and set(after) <= set(TEXT)
+
+
+def test_the_printed_sample_command_pastes_as_is(capsys, corpus, tmp_path):
+    out = tmp_path / "a b" / "run ☃ $HOME 'x'"
+    code, text, err = run_cli(capsys, "train", "--text", corpus, "--out", out, *TINY)
+    assert code == 0, err
+    command = shlex.split(text.split("sample with: ")[1].splitlines()[0])
+    assert command == ["tinygpt", "sample", "--checkpoint", str(out)]
+    code, sample, err = run_cli(capsys, *command[1:], "--max-new-tokens", 5)
+    assert code == 0, err
+    assert len(sample) == 5 + 1
 
 
 def test_sample_prints_text(capsys, run_dir):

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import shlex
 from pathlib import Path
 from typing import Any, cast
 
@@ -187,7 +188,7 @@ def _run(args: argparse.Namespace, world: distributed.World, parallel: DataParal
     if profiler is not None:
         print(profiler.report(), flush=True)
     print(
-        f"done: best val loss {summary['best_val_loss']:.4f}; sample with: tinygpt sample --checkpoint {out}"
+        f"done: best val loss {summary['best_val_loss']:.4f}; sample with: tinygpt sample --checkpoint {shlex.quote(str(out))}"
     )
     if args.sample_chars and world.is_main:
         generator = TextGeneration(trainer.model, trainer.tokenizer)

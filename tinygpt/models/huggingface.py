@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import stat
 from pathlib import Path
 from typing import Any
@@ -180,7 +181,7 @@ def _weight_files(path: Path) -> list[Path]:
         raise CheckpointError(
             f"{path} has only {pickled[0]}, a pickle, which tinygpt never loads (it can run code); get "
             "the safetensors weights: `huggingface-cli download gpt2 model.safetensors config.json "
-            f"--local-dir {path}`, or convert with transformers: "
+            f"--local-dir {shlex.quote(str(path))}`, or convert with transformers: "
             "GPT2LMHeadModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)"
         )
     raise CheckpointError(f"{path} has a config.json but no {WEIGHTS} (nor {INDEX}); add the weights file")
