@@ -1,9 +1,14 @@
-"""``tinygpt sample`` beyond the basics (test_commands.py): padded vocabularies."""
+"""``tinygpt sample`` beyond the basics (test_commands.py): padded vocabularies, text on a terminal."""
+
+import os
+import pty
+import subprocess
 
 import pytest
 
 from tests.cli.test_commands import assert_one_line_error, run_cli
-from tests.lm_helpers import tiny_model
+from tests.lm_helpers import PYTHON, subprocess_env, tiny_model
+from tinygpt.checkpoint import save_checkpoint
 from tinygpt.tokenizers import CharTokenizer
 
 CHARS = "abcdefgh \n"
@@ -45,3 +50,59 @@ def test_a_padded_vocabulary_still_evaluates_describes_and_refuses_fine_tuning(c
         capsys, "train", "--init-from", padded_dir, "--text", text, "--out", tmp_path / "ft", "--max-iters", 1
     )
     assert_one_line_error(code, err, "cannot be fine-tuned")
+
+
+def _read_all(fd):
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a pseudo-terminal")
+def test_control_characters_are_shown_as_escapes_on_a_terminal_and_exact_in_a_pipe(tmp_path):
+    # A model trained on bytes can write ESC sequences; on a terminal they must not take effect.
+    chars = "ab \n\t\x1b[\x07\r\x7f\x9b"
+    save_checkpoint(
+        tmp_path / "ck", tiny_model(len(chars), seed=0, weight_std=0.02, block_size=16), CharTokenizer(chars)
+    )
+    command = [
+        PYTHON,
+        "-m",
+        "tinygpt",
+        "sample",
+        "--checkpoint",
+        "ck",
+        "--prompt",
+        "\x1b[",
+        "--max-new-tokens",
+        300,
+        "--seed",
+        0,
+    ]
+    piped = subprocess.run(
+        list(map(str, command)),
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    text = piped.decode("utf-8")
+    assert text.startswith("\x1b[") and all(c in text for c in "\x1b\x07\r\x7f\x9b\t")  # the exact bytes
+    controller, terminal = pty.openpty()
+    child = subprocess.Popen(list(map(str, command)), cwd=tmp_path, env=subprocess_env(), stdout=terminal)
+    os.close(terminal)
+    shown = _read_all(controller).decode("utf-8").replace("\r\n", "\n")  # the terminal's own newline mapping
+    os.close(controller)
+    assert child.wait(timeout=60) == 0
+    expected = text
+    for c in "\x1b\x07\r\x7f\x9b":
+        expected = expected.replace(c, f"\\x{ord(c):02x}")
+    assert shown == expected
+    assert "\t" in shown and not any(c in shown for c in "\x1b\x07\r\x7f\x9b")

@@ -11,6 +11,7 @@ from tinygpt import backend
 from tinygpt.cli.args import (
     add_checkpoint_flags,
     flag_type,
+    for_terminal,
     load,
     nonnegative_int,
     positive_float,
@@ -80,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.num_samples > 1:
             sys.stdout.write(f"--- sample {i + 1} ---\n")
-        sys.stdout.write(prompt)
+        sys.stdout.write(for_terminal(prompt, sys.stdout))
         for piece in pieces:
-            sys.stdout.write(piece)
+            sys.stdout.write(for_terminal(piece, sys.stdout))
             sys.stdout.flush()
             done += 1
             if not estimated:
