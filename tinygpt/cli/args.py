@@ -103,9 +103,10 @@ def add_backend_flags(p: argparse.ArgumentParser) -> None:
 
 
 def select_backend(args: argparse.Namespace) -> backend.Backend:
-    """The backend the flags name, else the one the environment names."""
-    if getattr(args, "backend", None):
-        return backend.use(args.backend, getattr(args, "device", None))
+    """The backend the flags name, else the one the environment names; errors name what was typed."""
+    name, device = getattr(args, "backend", None), getattr(args, "device", None)
+    if name or device:
+        return backend.use_typed(name, device)
     return backend.current()
 
 
