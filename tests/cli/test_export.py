@@ -71,11 +71,13 @@ def test_export_into_the_current_or_parent_directory(capsys, run_dir, tmp_path, 
     assert_one_line_error(code, err, "config.json was not written by tinygpt export")
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root may write anywhere")
-def test_a_directory_the_user_cannot_write_is_one_line(capsys, run_dir, tmp_path):
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_a_directory_the_user_cannot_write_is_one_line(capsys, run_dir, tmp_path, monkeypatch):
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o555)
+    if os.geteuid() == 0:  # root may write anywhere: take the permission check's answer as a user's
+        monkeypatch.setattr(os, "access", lambda path, mode: False)
     try:
         code, _, err = run_cli(capsys, "export", "--checkpoint", run_dir, "--out", locked)
     finally:
