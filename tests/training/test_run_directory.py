@@ -254,3 +254,18 @@ def test_readers_never_fail_while_a_writer_saves_and_prunes(tmp_path):
     for t in threads:
         t.join(timeout=120)
     assert not errors, errors[:3]
+
+
+def test_rewriting_metrics_goes_through_a_fresh_temporary_name(tmp_path):
+    run = _started(tmp_path)
+    for step in (0, 10, 20):
+        run.log({"iter": step, "val_loss": 1.0})
+    fixed = run.path / ".metrics.jsonl.tmp"  # the name tinygpt 0.1 rewrote through, whoever held it
+    fixed.write_text("not ours to overwrite")
+    run.trim_metrics(before_step=20)
+    assert [json.loads(line)["iter"] for line in (run.path / "metrics.jsonl").read_text().splitlines()] == [
+        0,
+        10,
+    ]
+    assert fixed.read_text() == "not ours to overwrite"
+    assert sorted(p.name for p in run.path.iterdir() if p.name.startswith(".")) == [".metrics.jsonl.tmp"]

@@ -33,7 +33,7 @@ except ImportError:  # not POSIX (Windows): no lock, one process per run is then
 
 from tinygpt.checkpoint import POINTERS, resolve_checkpoint, save_checkpoint
 from tinygpt.errors import CheckpointError, ConfigError
-from tinygpt.files import listing, write_json_atomic
+from tinygpt.files import listing, write_bytes_atomic, write_json_atomic
 
 RUN_FILE = "run.json"
 RUN_FORMAT = "tinygpt-run"
@@ -207,7 +207,8 @@ class RunDirectory:
         write_json_atomic(
             self.path / f"{which}.json", {"checkpoint": checkpoint.relative_to(self.path).as_posix()}
         )
-        for leftover in self.path.glob(".*.json.*.tmp"):  # pointer writes cut short by a kill
+        leftovers = [*self.path.glob(".*.json.*.tmp"), *self.path.glob(f".{METRICS}.*.tmp")]
+        for leftover in leftovers:  # pointer and metrics writes cut short by a kill
             leftover.unlink(missing_ok=True)
         self.prune()
 
@@ -246,9 +247,7 @@ class RunDirectory:
             if type(step) is int and step < before_step:
                 kept.append(line)
         # Rewritten aside and renamed, so a kill during the rewrite cannot lose the earlier lines.
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-        os.replace(tmp, path)
+        write_bytes_atomic(path, "".join(k + "\n" for k in kept).encode("utf-8"))
 
     # Internals -----------------------------------------------------------------------------
     def _read_recorded(self) -> list[str]:
@@ -341,7 +340,7 @@ def _is_own_checkpoint_entry(name: str, recorded: set[str]) -> bool:
 
 def _is_pointer_temp(name: str) -> bool:
     """Temporary files of an atomic JSON write (``.latest.json.abc123.tmp``) or of a metrics rewrite."""
-    own_json = {RUN_FILE, *(f"{p}.json" for p in POINTERS)}
-    if name == f".{METRICS}.tmp":
+    own = {RUN_FILE, METRICS, *(f"{p}.json" for p in POINTERS)}
+    if name == f".{METRICS}.tmp":  # the fixed name tinygpt 0.1 rewrote metrics through
         return True
-    return name.startswith(".") and name.endswith(".tmp") and any(name.startswith(f".{j}.") for j in own_json)
+    return name.startswith(".") and name.endswith(".tmp") and any(name.startswith(f".{j}.") for j in own)
