@@ -223,8 +223,8 @@ def save_gpt2(
     re-export replaces those files and deletes the ones it no longer writes (vocab.json after a
     switch to a char tokenizer), but only while their bytes are still tinygpt's. A file tinygpt
     did not write is never overwritten or deleted: the export is refused, naming it, first.
-    config.json is written last, so until it is replaced the directory still reads as the previous
-    export (or as no export); do not load it while an export into it runs.
+    config.json, which marks the export, is written last; a reader loading the directory while an
+    export into it runs may see files of both versions.
     """
     path = Path(path)
     hf_config = gpt2_config(config)
@@ -305,10 +305,9 @@ def _check_export_target(path: Path, digests: dict[str, str]) -> list[Path]:
         file = path / name
         if not (file.exists() or file.is_symlink()):
             continue
-        current = _sha256(file)
-        if current is None or (
-            name not in earlier and current != new_digest
-        ):  # same bytes: a cut-short export
+        if not stat.S_ISREG(file.lstat().st_mode):  # a link, a folder, a FIFO: not something we wrote
+            foreign.append(name)
+        elif name not in earlier and _sha256(file) != new_digest:  # the same bytes: an export cut short
             foreign.append(name)
     if foreign:
         raise ConfigError(
