@@ -193,12 +193,16 @@ class RunDirectory:
     ) -> Path:
         """Write the checkpoint of ``step`` and make it the run's latest."""
         name = f"step-{step:07d}"
+        path = self.path / CHECKPOINTS / name
         if name not in self._recorded:  # recorded first: a kill mid-write leaves only our own debris
+            if path.exists() or path.is_symlink():
+                raise CheckpointError(
+                    f"{path} exists, but this run did not write it (run.json does not list it); refusing "
+                    "to replace it: move it out of the run directory, then resume"
+                )
             self._recorded.append(name)
             self._write_recorded()
-        path = save_checkpoint(
-            self.path / CHECKPOINTS / name, model, tokenizer, optimizer_state, trainer_state
-        )
+        path = save_checkpoint(path, model, tokenizer, optimizer_state, trainer_state)
         self.publish("latest", path)
         return path
 
