@@ -9,6 +9,7 @@ Known mistakes are recognised by computing what each would produce.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -108,7 +109,8 @@ def _mask(t: int, k: int = 0) -> Array:
 
 
 def _heads(qkv: Array, n_head: int) -> tuple[Array, Array, Array]:
-    return F.split_heads(qkv, n_head, parts=3)  # type: ignore[return-value]
+    q, k, v = F.split_heads(qkv, n_head, parts=3)
+    return q, k, v
 
 
 def _attend(q: Array, k: Array, v: Array, scale: float, mask: Array | None, axis: int = -1) -> Array:
@@ -148,11 +150,13 @@ def _forward_mistakes(qkv: Array, n_head: int) -> dict[str, Array]:
         y = xp.matmul(_softmax(xp.matmul(q, xp.matrix_transpose(k)) * scale + mask), v)
         out[MERGE_NO_TRANSPOSE] = xp.reshape(y, (bsz, t, c))
         inter = [xp.permute_dims(xp.reshape(p, (bsz, t, d, n_head)), (0, 3, 1, 2)) for p in parts]
-        out[SPLIT_INTERLEAVED] = _attend(*inter, scale, mask)
+        out[SPLIT_INTERLEAVED] = _attend(inter[0], inter[1], inter[2], scale, mask)
     heads = (q, k, v)
     for order in ((0, 2, 1), (2, 1, 0), (1, 2, 0), (2, 0, 1)):  # (1, 0, 2) is KQ above
         used = ", ".join(f"{name} = {'qkv'[i]}" for name, i in zip("qkv", order, strict=True))
-        out[f"{LAYOUT} (yours attends as if {used})"] = _attend(*(heads[i] for i in order), scale, mask)
+        out[f"{LAYOUT} (yours attends as if {used})"] = _attend(
+            heads[order[0]], heads[order[1]], heads[order[2]], scale, mask
+        )
     return out
 
 
@@ -404,15 +408,19 @@ def backward_values(student: Student) -> None:
             _, cache = _forward(student, qkv, n_head)
             got = _backward(student, grad, cache)
             _, want = _library(qkv, n_head, grad)
+
+            def loss(a: Array, grad: Array = grad, n_head: int = n_head) -> Array:
+                return xp.sum(_library(a, n_head) * grad)
+
             C.check_gradient(
-                lambda a, grad=grad, n_head=n_head: xp.sum(_library(a, n_head) * grad),
+                loss,
                 [qkv],
                 [got],
                 ["grad_qkv"],
                 samples=24,
                 seed=seed,
                 hint=GRADIENT,
-                mistakes=lambda qkv=qkv, n_head=n_head, grad=grad: _gradient_mistakes(qkv, n_head, grad),
+                mistakes=functools.partial(_gradient_mistakes, qkv, n_head, grad),
             )
             C.compare(
                 got,

@@ -337,7 +337,11 @@ def weights_properties(student: Student) -> None:
 # Self-attention --------------------------------------------------------------------------------------
 def _projections(c: int, d: int, seed: int) -> tuple[Array, Array, Array]:
     scale = 1.0 / math.sqrt(c)
-    return tuple(C.random_array((c, d), seed + i, scale=scale) for i in range(3))  # type: ignore[return-value]
+    return (
+        C.random_array((c, d), seed, scale=scale),
+        C.random_array((c, d), seed + 1, scale=scale),
+        C.random_array((c, d), seed + 2, scale=scale),
+    )
 
 
 def _reference(x: Array, w_q: Array, w_k: Array, w_v: Array) -> Array:
@@ -351,11 +355,16 @@ def _layer(x: Array, w_q: Array, w_k: Array, w_v: Array) -> Array:
     xp = b.xp
     c = x.shape[-1]
     layer = SelfAttention(c, rng=backend.Generator(0))
-    for dense, w in ((layer.query, w_q), (layer.key, w_k), (layer.value, w_v)):
+    zeros = xp.zeros((c,), dtype=x.dtype, device=b.device)
+    for dense, w in (
+        (layer.query, w_q),
+        (layer.key, w_k),
+        (layer.value, w_v),
+        (layer.proj, xp.eye(c, dtype=x.dtype, device=b.device)),
+    ):
         dense.weight.data = w
-        dense.bias.data = xp.zeros((c,), dtype=x.dtype, device=b.device)
-    layer.proj.weight.data = xp.eye(c, dtype=x.dtype, device=b.device)
-    layer.proj.bias.data = xp.zeros((c,), dtype=x.dtype, device=b.device)
+        assert dense.bias is not None  # Dense has a bias by default
+        dense.bias.data = zeros
     with no_grad():
         return layer(Tensor.wrap(x)).data
 
