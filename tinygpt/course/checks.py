@@ -153,14 +153,21 @@ def compare_number(
 
 
 def _worst(g: Any, w: Any, rtol: float, atol: float) -> tuple[tuple[int, ...], int] | None:
-    """(index of the worst element, how many differ), or None when all agree (NaN never agrees)."""
-    excess = abs(g - w) - (atol + rtol * abs(w))
-    bad = (excess > 0) | ((g != g) & (w == w)) | ((abs(g) == math.inf) & (g != w))
+    """(index of the worst element, how many differ), or None when all agree (NaN never agrees).
+
+    An infinity agrees only with the same infinity, on either side: a finite
+    value where -inf is expected (a mask) differs, although inf - inf is NaN.
+    """
+    infinite = (abs(g) == math.inf) | (abs(w) == math.inf)
+    finite_g, finite_w = g.copy(), w.copy()
+    finite_g[infinite], finite_w[infinite] = 0.0, 0.0  # keep inf - inf (NaN) out of the arithmetic
+    excess = abs(finite_g - finite_w) - (atol + rtol * abs(finite_w))
+    bad = (excess > 0) | ((g != g) & (w == w)) | (infinite & (g != w))
     count = int(bad.sum())
     if not count:
         return None
     excess[g != g] = math.inf
-    excess[(abs(g) == math.inf) & (g != w)] = math.inf
+    excess[infinite & (g != w)] = math.inf
     flat = int(excess.reshape(-1).argmax())
     return _unravel(flat, tuple(g.shape)), count
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tinygpt import backend
-from tinygpt.course.checks import expect_array
+from tinygpt.course.checks import compare, expect_array
 from tinygpt.course.errors import CheckFailed
 from tinygpt.course.student import Student
 from tinygpt.data import load_corpus, sample_windows, token_array
@@ -161,6 +161,58 @@ def train_and_compare(
         f"after {settings.steps} steps on Shakespeare: loss {mean_got:.4f}, the library's {mean_want:.4f} "
         f"(tolerance {settings.tolerance})"
     )
+
+
+def compare_gradients(
+    plug: Callable[[TinyGPT], Any],
+    settings: Milestone = Milestone(),
+    what: str = "your pieces",
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+) -> str:
+    """One forward and backward pass through the milestone's TinyGPT in float64: with the student's pieces
+    plugged in, every parameter's gradient must equal the library model's.
+
+    Sharper than the training run, whose loss a wrong gradient in one layer may
+    barely move: a backward that is right alone but wrong inside a model (state
+    kept in a global, one layer's cache read by another) is named here, by the
+    first parameter whose gradient differs, counting back from the loss.
+    """
+    tokenizer, ids = corpus_ids(settings)
+    with backend.default_float("float64"):
+        reference = new_model(tokenizer.vocab_size, settings)
+        model = new_model(tokenizer.vocab_size, settings)
+        plug(model)
+        batch = sample_windows(
+            ids, settings.block_size, settings.batch_size, backend.Generator(settings.seed + 1)
+        )
+        loss_fn = LanguageModelLoss()
+        for m in (reference, model):
+            m.zero_grad()
+            loss_fn(m(batch), batch).backward()
+        got, expected = dict(model.named_parameters()), dict(reference.named_parameters())
+        names = list(expected)
+        for name in reversed(names):  # from the loss back: the first wrong gradient the backward pass made
+            want, param = expected[name].grad_data, got.get(name)
+            if param is None or want is None:
+                raise RuntimeError(f"parameter {name} is missing after plugging: a bug in the exercise")
+            if param.grad_data is None:
+                raise CheckFailed(
+                    f"after one backward pass through TinyGPT with {what}, {name} got no gradient",
+                    "no gradient flowed back through your pieces to this parameter",
+                )
+            compare(
+                param.grad_data,
+                want,
+                f"after one backward pass through TinyGPT with {what} (float64), the gradient of {name} "
+                "(the first wrong one, counting back from the loss)",
+                rtol=rtol,
+                atol=atol,
+                hint="every check of your backward passed alone, but inside the model it differs: look for state "
+                "kept between calls (a global cache, one layer's cache read by another: in a model every layer "
+                "runs forward before any runs backward)",
+            )
+    return f"one backward pass in float64: the gradients of all {len(names)} parameters agree"
 
 
 # Plugging the student's code in --------------------------------------------------------------------

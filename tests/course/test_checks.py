@@ -1,0 +1,31 @@
+"""The check helpers' comparisons: what counts as the same value (infinities and NaN included)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tinygpt import backend
+from tinygpt.course import checks as C
+from tinygpt.course.errors import CheckFailed
+
+
+def test_compare_tells_a_finite_value_from_an_expected_infinity():
+    # An additive mask: 0 where a query may look, -inf where it may not.
+    want = backend.asarray([[0.0, -math.inf], [0.0, 0.0]])
+    C.compare(backend.asarray([[0.0, -math.inf], [0.0, 0.0]]), want, "mask")
+    with pytest.raises(CheckFailed, match=r"expected -inf at index \(0, 1\), got 0"):
+        C.compare(backend.asarray([[0.0, 0.0], [0.0, 0.0]]), want, "mask")
+    with pytest.raises(CheckFailed, match=r"expected 0 at index \(1, 1\), got -inf"):
+        C.compare(backend.asarray([[0.0, -math.inf], [0.0, -math.inf]]), want, "mask")
+    with pytest.raises(CheckFailed, match=r"expected -inf at index \(0, 1\), got inf"):
+        C.compare(backend.asarray([[0.0, math.inf], [0.0, 0.0]]), want, "mask")
+
+
+def test_compare_reports_nan_and_the_worst_finite_element():
+    want = backend.asarray([1.0, 2.0, 3.0])
+    with pytest.raises(CheckFailed, match=r"got nan"):
+        C.compare(backend.asarray([1.0, math.nan, 3.0]), want, "x")
+    with pytest.raises(CheckFailed, match=r"expected 3 at index \(2,\), got 5 .*2 of 3 values differ"):
+        C.compare(backend.asarray([1.0, 2.5, 5.0]), want, "x")
