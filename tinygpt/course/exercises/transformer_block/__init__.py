@@ -67,8 +67,11 @@ ACT_LAST = "the activation sits between fc and proj: proj(act(fc(x))), not act(p
 
 
 # Building, loading, calling ------------------------------------------------------------------
-def _random_state(module: Module, seed: int) -> dict[str, Any]:
-    """Random values for each of the library module's parameters (host arrays): norms far from 1 and 0."""
+def random_state(module: Module, seed: int) -> dict[str, Any]:
+    """Random values for each of the library module's parameters (host arrays): norms far from 1 and 0.
+
+    (Also used by the gpt_model exercise.)
+    """
     state = {}
     for i, (name, p) in enumerate(module.named_parameters()):
         if p.ndim == 2:
@@ -81,12 +84,14 @@ def _random_state(module: Module, seed: int) -> dict[str, Any]:
     return state
 
 
-def _load(module: Module, state: dict[str, Any]) -> None:
+def load_state(module: Module, state: dict[str, Any]) -> None:
+    """Copy ``state`` (name -> host array) into the module's parameters, in each parameter's dtype."""
     for name, p in module.named_parameters():
         p.data = backend.asarray(state[name], dtype=p.dtype)
 
 
-def _make(student: Student, name: str, *args: Any) -> Module:
+def make_module(student: Student, name: str, *args: Any) -> Module:
+    """The student's class ``name`` called with ``args`` and an rng; it must be a Module."""
     obj = student.call(name, *args, rng=backend.Generator(3))
     C.expect(
         isinstance(obj, Module),
@@ -139,11 +144,11 @@ def _forward(student: Student, obj: Module, x: Tensor, what: str, **options: Any
 def _pair(student: Student, c: int, h: int, seed: int) -> tuple[Module, LibraryBlock]:
     """The student's block and the library's, with the same random weights (current float dtype)."""
     reference = LibraryBlock(c, h, rng=backend.Generator(seed))
-    block = _make(student, "TransformerBlock", c, h)
+    block = make_module(student, "TransformerBlock", c, h)
     _same_parameters(student, block, reference, "TransformerBlock")
-    state = _random_state(reference, seed)
-    _load(reference, state)
-    _load(block, state)
+    state = random_state(reference, seed)
+    load_state(reference, state)
+    load_state(block, state)
     return block, reference
 
 
@@ -200,7 +205,7 @@ def _compare(got: Array, want: Array, what: str, mistakes: Any, **options: Any) 
 # The checks -------------------------------------------------------------------------------------
 @EXERCISE.check("MLP: the library's parameter names and shapes (C -> 4C -> C)", kind="shape")
 def mlp_shapes(student: Student) -> None:
-    mlp = _make(student, "MLP", 16)
+    mlp = make_module(student, "MLP", 16)
     _same_parameters(student, mlp, layers.MLP(16, rng=backend.Generator(0)), "MLP")
     x = Tensor(C.random_array((2, 6, 16), seed=1))
     out = _forward(student, mlp, x, "MLP")
@@ -211,11 +216,11 @@ def mlp_shapes(student: Student) -> None:
 def mlp_values(student: Student) -> None:
     with C.float64():
         reference = layers.MLP(16, rng=backend.Generator(0))
-        mlp = _make(student, "MLP", 16)
+        mlp = make_module(student, "MLP", 16)
         _same_parameters(student, mlp, reference, "MLP")
-        state = _random_state(reference, 10)
-        _load(reference, state)
-        _load(mlp, state)
+        state = random_state(reference, 10)
+        load_state(reference, state)
+        load_state(mlp, state)
         x = Tensor(C.random_array((2, 6, 16), seed=11, scale=2.0))
         with no_grad():
             want = reference(x).data
@@ -232,7 +237,7 @@ def mlp_values(student: Student) -> None:
 
 @EXERCISE.check("TransformerBlock: the library's parameter names and shapes", kind="shape")
 def block_shapes(student: Student) -> None:
-    block = _make(student, "TransformerBlock", 16, 2)
+    block = make_module(student, "TransformerBlock", 16, 2)
     _same_parameters(student, block, LibraryBlock(16, 2, rng=backend.Generator(0)), "TransformerBlock")
     x = Tensor(C.random_array((2, 6, 16), seed=2))
     out = _forward(student, block, x, "TransformerBlock")
@@ -400,9 +405,9 @@ def parameter_gradients(student: Student) -> None:
 )
 def milestone(student: Student) -> str:
     def make(old: LibraryBlock) -> Module:
-        block = _make(student, "TransformerBlock", old.ln1.weight.shape[0], old.attn.n_head)
+        block = make_module(student, "TransformerBlock", old.ln1.weight.shape[0], old.attn.n_head)
         _same_parameters(student, block, old, "TransformerBlock")
-        _load(block, old.state_dict())
+        load_state(block, old.state_dict())
         return block
 
     return train_and_compare(
