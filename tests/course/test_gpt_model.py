@@ -1,0 +1,130 @@
+"""The gpt_model exercise: its solution passes on every backend; its starter and planted bugs fail, naming the fault."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.course.helpers import failure_text, grade_source, numpy_session, plant, solution, starter
+
+NAME = "gpt_model"
+EMBED = "        x = self.wte(ids) + self.wpe(positions)  # (B, T, C) + (T, C)\n"
+LOOP = "        for block in self.blocks:\n            x = block(x)\n"
+LN_F = "        x = self.ln_f(x)\n"
+HEAD = "        return x @ self.wte.weight.T  # (B, T, C) @ (C, V): the tied head\n"
+CHECK = "        if t > self.config.block_size:\n"
+REFUSAL = (
+    CHECK
+    + """            raise ValueError(
+                f"{t} tokens exceed block_size={self.config.block_size}; crop the prompt to its last "
+                f"{self.config.block_size} tokens"
+            )
+"""
+)
+BLOCKS = "        self.blocks = [TransformerBlock(c.n_embd, c.n_head, rng=rng) for _ in range(c.n_layer)]\n"
+
+# (what the student got wrong, text in the solution, the wrong version, words the failure must contain)
+BUGS = [
+    ("positions not added", EMBED, "        x = self.wte(ids)\n", "add the position vectors"),
+    ("positions indexed from 1", "b.xp.arange(t, ", "b.xp.arange(1, t + 1, ", "positions start at 0"),
+    (
+        "positions read from wte",
+        EMBED,
+        "        x = self.wte(ids) + self.wte(positions)\n",
+        "their own table",
+    ),
+    ("final LayerNorm missing", LN_F, "", "apply the final layer norm"),
+    ("final LayerNorm before the blocks", EMBED + LOOP + LN_F, EMBED + LN_F + LOOP, "comes after the blocks"),
+    (
+        "untied head",
+        "        self.ln_f = LayerNorm(c.n_embd)\n",
+        "        self.ln_f = LayerNorm(c.n_embd)\n        self.head = Embedding(c.vocab_size, c.n_embd, rng=rng)\n",
+        "the head is tied",
+    ),
+    (
+        "wrong transpose in the head",
+        HEAD,
+        "        return x @ self.wte.weight\n",
+        "x @ self.wte.weight.T: (B, T, C) @ (C, V)",
+    ),
+    (
+        "blocks applied in reverse",
+        "        for block in self.blocks:\n",
+        "        for block in self.blocks[::-1]:\n",
+        "apply the blocks in order",
+    ),
+    (
+        "only the first block",
+        "        for block in self.blocks:\n",
+        "        for block in self.blocks[:1]:\n",
+        "apply every block",
+    ),
+    (
+        "each block reads the embeddings",
+        LOOP + LN_F,
+        "        for block in self.blocks:\n            y = block(x)\n        x = self.ln_f(y)\n",
+        "feed each block the previous block's output",
+    ),
+    (
+        "one block repeated",
+        BLOCKS,
+        "        self.blocks = [TransformerBlock(c.n_embd, c.n_head, rng=rng)] * c.n_layer\n",
+        "blocks, each its own",
+    ),
+    ("a long prompt not refused", REFUSAL, "", "a ValueError that names block_size"),
+    (
+        "a long prompt cropped silently",
+        REFUSAL,
+        CHECK + "            ids = ids[:, -self.config.block_size :]\n            t = ids.shape[1]\n",
+        "returned logits for a prompt of 9 tokens",
+    ),
+    ("refusal off by one", CHECK, "        if t >= self.config.block_size:\n", "refuse only T > block_size"),
+    (
+        "head cut from the graph",
+        HEAD,
+        "        return x @ Tensor.wrap(self.wte.weight.data).T\n",
+        "the head's gradient does not reach wte",
+    ),
+    (
+        "lookup cut from the graph",
+        EMBED,
+        "        x = Tensor.wrap(self.wte(ids).data) + self.wpe(positions)\n",
+        "the lookup's gradient does not reach wte",
+    ),
+]
+
+
+@numpy_session
+def test_the_milestone_reports_both_losses(tmp_path):
+    verdict = grade_source(NAME, solution(NAME), tmp_path)
+    assert verdict.passed, verdict.report()
+    assert "after 150 steps on Shakespeare" in verdict.results[-1].note
+
+
+@numpy_session
+def test_the_starter_names_the_first_function_to_write(tmp_path):
+    verdict = grade_source(NAME, starter(NAME), tmp_path)
+    assert verdict.message == "not implemented yet: GPTModel.__init__", verdict.report()
+
+
+@numpy_session
+@pytest.mark.parametrize(("what", "old", "new", "expected"), BUGS, ids=[b[0] for b in BUGS])
+def test_a_planted_bug_fails_naming_the_fault(tmp_path, what, old, new, expected):
+    verdict = grade_source(NAME, plant(solution(NAME), old, new), tmp_path, milestones=False)
+    assert not verdict.passed, f"{what} passed"
+    assert expected in failure_text(verdict), verdict.report()
+
+
+@numpy_session
+def test_the_milestone_trains_the_students_model(tmp_path):
+    # Right on the checks' small batches, the head cut from the graph on the milestone's batch of 16:
+    # only training the student's own model (not the library's) notices.
+    source = plant(
+        solution(NAME),
+        HEAD,
+        "        if ids.shape[0] == 16:\n            return x @ Tensor.wrap(self.wte.weight.data).T\n" + HEAD,
+    )
+    verdict = grade_source(NAME, source, tmp_path)
+    assert not verdict.passed
+    assert (
+        verdict.failed_check == "trained beside the library's TinyGPT on Shakespeare, it learns the same"
+    ), verdict.report()
