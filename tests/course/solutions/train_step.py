@@ -40,7 +40,8 @@
 import math
 from typing import Any
 
-from tinygpt import LanguageModelLoss, backend
+from tinygpt import backend
+from tinygpt.losses import LanguageModelLoss
 
 Array = Any  # an array of the current backend: xp = backend.current().xp
 
@@ -162,8 +163,9 @@ def train_step(model: Any, batch: Array, state: dict, settings: Any) -> float:
 if __name__ == "__main__":
     from types import SimpleNamespace
 
-    from tinygpt import CharTokenizer, GPTConfig, TinyGPT
     from tinygpt.data import sample_windows, token_array
+    from tinygpt.models import GPTConfig, TinyGPT
+    from tinygpt.tokenizers import CharTokenizer
 
     text = "the quick brown fox jumps over the lazy dog. " * 20
     tokenizer = CharTokenizer.from_text(text)

@@ -37,7 +37,8 @@
 # %%
 from typing import Any
 
-from tinygpt import LanguageModelLoss, backend  # noqa: F401  (train_step uses the loss)
+from tinygpt import backend
+from tinygpt.losses import LanguageModelLoss  # noqa: F401  (train_step uses the loss)
 
 Array = Any  # an array of the current backend: xp = backend.current().xp
 
@@ -123,8 +124,9 @@ def train_step(model: Any, batch: Array, state: dict, settings: Any) -> float:
 if __name__ == "__main__":
     from types import SimpleNamespace
 
-    from tinygpt import CharTokenizer, GPTConfig, TinyGPT
     from tinygpt.data import sample_windows, token_array
+    from tinygpt.models import GPTConfig, TinyGPT
+    from tinygpt.tokenizers import CharTokenizer
 
     text = "the quick brown fox jumps over the lazy dog. " * 20
     tokenizer = CharTokenizer.from_text(text)
