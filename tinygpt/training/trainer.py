@@ -16,7 +16,7 @@ from tinygpt import backend
 from tinygpt.errors import ConfigError, NumericalError
 from tinygpt.layers.module import Module
 from tinygpt.optim import Optimizer, clip_scale
-from tinygpt.tensor import Tensor, no_grad
+from tinygpt.tensor import Tensor
 from tinygpt.training.data_parallel import DataParallel
 
 Batch = Any
@@ -131,15 +131,8 @@ class Trainer:
 
     def evaluate(self, batches: Iterable[Batch]) -> float:
         """Mean loss over ``batches`` with dropout off and no graph."""
-        was_training = self.model.training
-        self.model.eval()
-        losses = []
-        try:
-            with no_grad():
-                for batch in batches:
-                    losses.append(float(self.compute_loss(batch).item()))
-        finally:
-            self.model.train(was_training)
+        with self.model.evaluating():
+            losses = [float(self.compute_loss(batch).item()) for batch in batches]
         if not losses:
             raise ConfigError("evaluate() got no batches")
         return sum(losses) / len(losses)
