@@ -37,10 +37,6 @@ class StopSignals:
         self.requested: signal.Signals | None = None
         self._previous: dict[signal.Signals, Any] = {}
 
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES.get(self.requested or signal.SIGINT, 130)
-
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now

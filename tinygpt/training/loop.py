@@ -107,10 +107,6 @@ class LanguageModelTrainer(Trainer):
             parallel.check_global_batch(config.batch_size * config.grad_accum, "--batch-size x --grad-accum")
             parallel.local_stop = lambda: self.signals.requested
 
-    @property
-    def out_dir(self) -> Path | None:
-        return self._out_path
-
     # The loop ----------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
         """Run until ``max_iters``; returns the last metrics. A stop signal saves and raises TrainingInterrupted."""
