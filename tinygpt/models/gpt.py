@@ -1,4 +1,4 @@
-"""TinyGPT: a character-level GPT (decoder-only transformer).
+"""TinyGPT: a GPT (decoder-only transformer) over the ids of any tokenizer: characters, BPE, GPT-2's.
 
 tokens (B, T) -> token embedding + position -> n_layer pre-norm blocks ->
 final LayerNorm -> logits (B, T, vocab) through the token embedding itself
