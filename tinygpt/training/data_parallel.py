@@ -9,9 +9,11 @@ all-reduced sum of the weighted gradients is then the mean gradient over the
 global batch, the single-process gradient; clipping and AdamW see it on every
 rank, so the weights stay identical (docs/data-parallel.md has the algebra).
 
-Gradients travel in a few flat buckets (``tinygpt.backend.collectives``), last
-layers first, as the backward pass finishes them; the loss and the stop votes
-(Ctrl-C, SIGTERM) in one small float64 sum beside them.
+Once the whole backward pass is done, gradients travel in a few flat buckets
+(``tinygpt.backend.collectives``), last layers first; the loss and the stop
+votes (Ctrl-C, SIGTERM) in one small float64 sum after them. Unlike PyTorch
+DDP, the reduction does not overlap the backward pass (docs/data-parallel.md
+measures what that costs).
 """
 
 from __future__ import annotations
