@@ -141,21 +141,19 @@ def worker_trainer(name: str) -> dict:
     vocab = VOCABS.get(name, VOCAB)
     model = tg.TinyGPT(tg.GPTConfig(vocab, block, n_layer, n_head, n_embd))
     opt = tg.optim.AdamW(model.decay_groups(0.1), lr=1e-3, betas=(0.9, 0.99))
-    parallel = DataParallel(world) if world.size > 1 else None
-    trainer = tg.Trainer(model, tg.LanguageModelLoss(), opt, grad_clip=1.0, data_parallel=parallel)
-    if parallel is not None:
-        parallel.start(opt.parameters)
+    parallel = DataParallel(world)
+    trainer = tg.Trainer(model, tg.LanguageModelLoss(), opt, grad_clip=1.0, parallel=parallel)
+    parallel.start(opt.parameters)
     ids = backend.asarray(np.random.default_rng(0).integers(0, vocab, (batch, block)))  # the global batch
-    chunks, weights = parallel.share([ids]) if parallel is not None else ([ids], None)
     times, reduce_times = [], []
     warmup = 3 if steps > 2 else 1
     for i in range(steps + warmup):
-        reduced = parallel.reduce_seconds if parallel is not None else 0.0
+        reduced = parallel.reduce_seconds
         t0 = time.perf_counter()
-        trainer.train_step([(c, c) for c in chunks], weights)
+        trainer.train_step([(ids, ids)])  # this rank's share of the windows
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-            reduce_times.append((parallel.reduce_seconds if parallel is not None else 0.0) - reduced)
+            reduce_times.append(parallel.reduce_seconds - reduced)
     ms = 1000 * statistics.median(times)
     return {
         "ms_per_step": ms,
