@@ -22,7 +22,6 @@ from tinygpt.cli.args import (
     nonnegative_int,
     positive_int,
     recorded_text,
-    select_backend,
     settings_from,
 )
 from tinygpt.data import split_for_training, split_text
@@ -157,8 +156,7 @@ def resumed_settings(args: argparse.Namespace, ckpt: Checkpoint) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     world = distributed.world()  # several processes only under mpiexec or srun
-    select_backend(args)
-    shared_gpu = world.use_local_gpu(explicit=args.device)
+    shared_gpu = world.use_local_gpu(args.backend, args.device)  # loads the backend: each rank on its GPU
     backend.tune_allocator()
     with contextlib.ExitStack() as stack:
         if not world.is_main:  # rank 0 speaks for the run; the others compute
