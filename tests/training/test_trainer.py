@@ -287,7 +287,7 @@ def test_resume_after_a_kill_between_checkpoint_renames(tmp_path):
     with pytest.raises(TrainingInterrupted):
         first.train()
     latest = resolve_checkpoint(tmp_path, "latest")
-    latest.rename(latest.with_name(f".{latest.name}.old"))
+    latest.rename(latest.with_name(f".{latest.name}.k1ll3d.old"))  # what publish_directory leaves
     fresh = _trainer(out_dir=tmp_path, max_iters=40, eval_interval=20, model_seed=5)
     fresh.restore(resolve_checkpoint(tmp_path, "latest"))
     assert fresh.step == 20

@@ -6,6 +6,8 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,6 +19,7 @@ from tinygpt.cli.args import (
     add_backend_flags,
     add_data_flags,
     add_settings,
+    for_terminal,
     given,
     load_text,
     nonnegative_int,
@@ -185,11 +188,13 @@ def _run(args: argparse.Namespace, world: distributed.World, shared_gpu: bool) -
     if profiler is not None:
         print(profiler.report(), flush=True)
     print(
-        f"done: best val loss {summary['best_val_loss']:.4f}; sample with: tinygpt sample --checkpoint {out}"
+        f"done: best val loss {summary['best_val_loss']:.4f}; sample with: tinygpt sample --checkpoint {shlex.quote(str(out))}"
     )
     if args.sample_chars and world.is_main:
         generator = TextGeneration(trainer.model, trainer.tokenizer)
-        print(generator.sample("\n", args.sample_chars, seed=trainer.config.seed)[0])
+        print(
+            for_terminal(generator.sample("\n", args.sample_chars, seed=trainer.config.seed)[0], sys.stdout)
+        )
     return 0
 
 
