@@ -9,6 +9,7 @@ of ``tinygpt/backend/libraries/``: everything else asks the library object.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from tinygpt.backend.registry import BACKENDS
@@ -195,3 +196,19 @@ def test_the_checker_sees_function_level_imports(tmp_path):
     finally:
         MODULES.pop("tinygpt._probe_for_architecture_test", None)
         path.unlink()
+
+
+def test_every_file_docs_architecture_names_exists():
+    """docs/architecture.md walks through the code by file name: each one it names must be there."""
+    root = PACKAGE.parent
+    text = (root / "docs" / "architecture.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`([\w./-]+\.py|[\w/]+/)`", text))
+    assert len(named) > 20  # the walk-through names files, not just ideas
+    missing = []
+    for name in sorted(named):
+        places = [root / name, PACKAGE / name]
+        if "/" not in name.rstrip("/"):  # a bare file name, in the sentence about its package
+            places += list(PACKAGE.rglob(name))
+        if not any(place.exists() for place in places):
+            missing.append(name)
+    assert not missing, f"docs/architecture.md names files that do not exist: {missing}"

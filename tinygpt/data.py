@@ -259,3 +259,28 @@ def _gather(ids: Any, starts: Any, block_size: int) -> Any:
     offsets = xp.arange(block_size, dtype=b.int_dtype, device=b.device)
     index = starts[:, None] + offsets[None, :]  # (B, T)
     return xp.reshape(xp.take(ids, xp.reshape(index, (-1,)), axis=0), tuple(index.shape))
+
+
+class RandomWindows:
+    """A step's batches: ``draw()`` gives ``count`` arrays (B, T) of random windows of token ids (N,).
+
+    The training loop asks this object for every step's batches. ``rng`` draws
+    the start offsets; a checkpoint keeps its state, so a resumed run draws the
+    same windows it would have drawn.
+    """
+
+    def __init__(
+        self, ids: Any, block_size: int, batch_size: int, count: int, rng: backend.Generator
+    ) -> None:
+        self.ids, self.block_size, self.batch_size, self.count, self.rng = (
+            ids,
+            block_size,
+            batch_size,
+            count,
+            rng,
+        )
+
+    def draw(self) -> list[Any]:
+        return [
+            sample_windows(self.ids, self.block_size, self.batch_size, self.rng) for _ in range(self.count)
+        ]

@@ -17,7 +17,7 @@ from tinygpt import backend
 from tinygpt.errors import ConfigError
 from tinygpt.models.gpt import TinyGPT, token_ids
 from tinygpt.progress import Progress
-from tinygpt.tensor import Array, no_grad
+from tinygpt.tensor import Array
 from tinygpt.tokenizers import Tokenizer
 
 
@@ -97,40 +97,35 @@ def generate_stream(
     allowed = None
     if vocab_limit is not None and vocab_limit < vocab:
         allowed = xp.arange(vocab, dtype=b.int_dtype, device=b.device)[None, :] < vocab_limit  # (1, V)
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            caches = None
-            if use_cache:
-                caches = model.new_caches(len(rows))
-                logits = model.next_token_logits(_ids([r[-block:] for r in rows]), caches).data
+    with model.evaluating():
+        caches = None
+        if use_cache:
+            caches = model.new_caches(len(rows))
+            logits = model.next_token_logits(_ids([r[-block:] for r in rows]), caches).data
+        else:
+            logits = model.next_token_logits(_ids([r[-block:] for r in rows])).data
+        for step in range(max_new_tokens):
+            if allowed is not None:
+                logits = xp.where(allowed, logits, -xp.inf)
+            if greedy:
+                nxt = backend.to_numpy(xp.argmax(logits, axis=-1)).tolist()
             else:
+                nxt = backend.to_numpy(
+                    rng.categorical(filter_logits(logits, temperature, top_k, top_p))
+                ).tolist()
+            for row, token in zip(rows, nxt, strict=True):
+                row.append(int(token))
+            yield [int(t) for t in nxt]
+            if step == max_new_tokens - 1:
+                break
+            if caches is None:
                 logits = model.next_token_logits(_ids([r[-block:] for r in rows])).data
-            for step in range(max_new_tokens):
-                if allowed is not None:
-                    logits = xp.where(allowed, logits, -xp.inf)
-                if greedy:
-                    nxt = backend.to_numpy(xp.argmax(logits, axis=-1)).tolist()
-                else:
-                    nxt = backend.to_numpy(
-                        rng.categorical(filter_logits(logits, temperature, top_k, top_p))
-                    ).tolist()
-                for row, token in zip(rows, nxt, strict=True):
-                    row.append(int(token))
-                yield [int(t) for t in nxt]
-                if step == max_new_tokens - 1:
-                    break
-                if caches is None:
-                    logits = model.next_token_logits(_ids([r[-block:] for r in rows])).data
-                elif caches[0].length < block:
-                    logits = model.next_token_logits(_ids([[r[-1]] for r in rows]), caches).data
-                else:  # window full: slide it by rebuilding the cache from recent tokens
-                    caches = model.new_caches(len(rows))
-                    keep = max(1, block // 2)
-                    logits = model.next_token_logits(_ids([r[-keep:] for r in rows]), caches).data
-    finally:
-        model.train(was_training)
+            elif caches[0].length < block:
+                logits = model.next_token_logits(_ids([[r[-1]] for r in rows]), caches).data
+            else:  # window full: slide it by rebuilding the cache from recent tokens
+                caches = model.new_caches(len(rows))
+                keep = max(1, block // 2)
+                logits = model.next_token_logits(_ids([r[-keep:] for r in rows]), caches).data
 
 
 def prompt_rows(ids: Sequence[Sequence[int]] | Array) -> list[list[int]]:

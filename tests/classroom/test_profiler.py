@@ -28,7 +28,7 @@ def test_profiling_training_steps_times_matmul_attention_and_optimizer():
     trainer = _tiny_trainer()
     with Profiler() as prof:
         for _ in range(3):
-            trainer.train_step(trainer.next_batches())
+            trainer.train_step(trainer.train_batches.draw())
     parts = prof.breakdown()
     for category in ("matmul", "attention", "normalisation", "elementwise", "loss", "optimizer"):
         assert parts[category] > 0.0, category

@@ -129,6 +129,23 @@ def test_train_and_eval_propagate_to_all_submodules(xp_backend) -> None:
     assert all(m.training for m in modules)
 
 
+def test_evaluating_turns_dropout_and_the_graph_off_then_restores_the_mode(xp_backend) -> None:
+    model = Tied()
+    x = Tensor(backend.asarray([[1.0, 2.0, 3.0]]))
+    with model.evaluating():
+        assert not any(m.training for m in model.modules())
+        assert not model(x).requires_grad  # no graph is recorded
+    assert all(m.training for m in model.modules())
+    assert model(x).requires_grad
+    with pytest.raises(RuntimeError, match="inside"), model.evaluating():
+        raise RuntimeError("inside")
+    assert all(m.training for m in model.modules())  # restored after an error too
+    model.eval()
+    with model.evaluating():
+        pass
+    assert not any(m.training for m in model.modules())  # a model in eval mode stays there
+
+
 def test_module_without_forward_raises() -> None:
     with pytest.raises(TypeError, match="forward"):
         Module()(1)

@@ -1,5 +1,6 @@
 """Ranks without MPI: the launcher's variables, the one-process world, and how a global batch is shared out."""
 
+import signal
 import subprocess
 import sys
 
@@ -76,7 +77,7 @@ def test_plain_training_never_imports_mpi4py(tmp_path):
 
 
 def _ranks(size):
-    return [DataParallel(World(rank=r, size=size)) for r in range(size)]
+    return [DataParallel(World(rank=r, size=size), seed=1337) for r in range(size)]
 
 
 @pytest.mark.parametrize(("batch", "accum", "size"), [(12, 1, 2), (5, 3, 2), (4, 2, 3), (7, 1, 7), (3, 4, 5)])
@@ -108,8 +109,38 @@ def test_weighted_chunk_means_add_up_to_the_global_mean():
 def test_a_global_batch_smaller_than_the_world_is_refused_with_the_numbers():
     with pytest.raises(ConfigError, match=r"= 3 windows per step cannot be shared by 4 ranks"):
         _ranks(4)[0].check_global_batch(3, "--batch-size x --grad-accum")
-    with pytest.raises(ConfigError, match="at least 2 ranks"):
-        DataParallel(World())
+
+
+def test_a_world_of_one_keeps_every_batch_and_sends_nothing(xp_backend):
+    from tests.lm_helpers import tiny_model
+
+    one = DataParallel()
+    batches = [np.zeros((4, 2)), np.zeros((3, 2))]
+    chunks, weights = one.share(batches)
+    assert all(c is b for c, b in zip(chunks, batches, strict=True)) and weights == [0.5, 0.5]
+    assert one.mean([1.0, 2.0, 4.0], [1 / 3] * 3) == 7.0 / 3.0  # the plain mean, as one process computes it
+    params = tiny_model(10).parameters()
+    before = [p.data for p in params]
+    one.start(params)
+    assert all(p.data is b for p, b in zip(params, before, strict=True))  # no broadcast, no copies
+    state = backend.default_generator().get_state()
+    one.seed_dropout(5)
+    assert backend.default_generator().get_state() == state  # the generator runs on
+    assert one.all_reduce_gradients(params, 1.25, signal.SIGTERM) == 1.25
+    assert one.agreed_stop(signal.SIGINT) is signal.SIGINT  # the request as it is now, not a vote
+    assert one.agreed_stop(None) is None
+    one.check_in_sync(tiny_model(10, seed=3).named_parameters(), 0)  # nothing to compare with
+    with pytest.raises(ConfigError, match="at least one batch"):
+        one.share([])
+
+
+def test_input_target_pairs_are_shared_row_by_row():
+    x, y = np.arange(10).reshape(5, 2), np.arange(5)
+    shares = [dp.share([(x, y)]) for dp in _ranks(2)]
+    assert [w for _, w in shares] == [[0.4], [0.6]]
+    (x0, y0), (x1, y1) = shares[0][0][0], shares[1][0][0]
+    np.testing.assert_array_equal(np.concatenate([x0, x1]), x)
+    np.testing.assert_array_equal(np.concatenate([y0, y1]), y)
 
 
 def test_gradient_buckets_hold_every_parameter_once_last_layers_first(xp_backend):
@@ -130,7 +161,7 @@ def test_each_ranks_dropout_comes_from_seed_step_and_rank(xp_backend):
     a, b = _ranks(2)
     draws = []
     for dp, step in ((a, 3), (b, 3), (a, 3), (a, 4)):
-        dp.seed_dropout(1337, step)
+        dp.seed_dropout(step)
         draws.append(backend.to_numpy(backend.default_generator().uniform((4,))))
     assert not np.array_equal(draws[0], draws[1])  # ranks drop different units
     np.testing.assert_array_equal(draws[0], draws[2])  # a resumed rank repeats its masks

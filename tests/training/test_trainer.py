@@ -99,8 +99,8 @@ def test_generic_trainer_fits_a_tiny_regression():
 
 def test_gradient_accumulation_averages_the_batches():
     trainer = _trainer(grad_accum=3, max_iters=5, eval_interval=5)
-    assert len(trainer.next_batches()) == 3
-    assert math.isfinite(trainer.train_step(trainer.next_batches())["loss"])
+    assert len(trainer.train_batches.draw()) == 3
+    assert math.isfinite(trainer.train_step(trainer.train_batches.draw())["loss"])
 
 
 # Determinism and resume --------------------------------------------------------------

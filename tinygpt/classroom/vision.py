@@ -25,7 +25,7 @@ from tinygpt.extras import require
 from tinygpt.layers import GELU, Dense, Module, ReLU, Sequential
 from tinygpt.losses import CrossEntropyLoss
 from tinygpt.optim import AdamW
-from tinygpt.tensor import Array, Tensor, no_grad
+from tinygpt.tensor import Array, Tensor
 from tinygpt.training.trainer import Trainer
 
 IMAGE_PIXELS = 64  # 8 x 8
@@ -104,13 +104,8 @@ def minibatches(
 def accuracy(model: Module, x: Array, y: Array) -> float:
     """Fraction of images whose highest logit is the true label."""
     xp = backend.current().xp
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            predicted = xp.argmax(model(Tensor(x)).data, axis=-1)  # (N,)
-    finally:
-        model.train(was_training)
+    with model.evaluating():
+        predicted = xp.argmax(model(Tensor(x)).data, axis=-1)  # (N,)
     hits = xp.sum(xp.astype(predicted == y, backend.current().float_dtype))
     return Tensor(hits).item() / x.shape[0]
 

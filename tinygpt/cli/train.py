@@ -164,10 +164,10 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         if not world.is_main:  # rank 0 speaks for the run; the others compute
             stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
-        return _run(args, world, DataParallel(world, shared_gpu) if world.size > 1 else None)
+        return _run(args, world, shared_gpu)
 
 
-def _run(args: argparse.Namespace, world: distributed.World, parallel: DataParallel | None) -> int:
+def _run(args: argparse.Namespace, world: distributed.World, shared_gpu: bool) -> int:
     if world.size > 1:
         print(world.description, flush=True)
     out = Path(args.out or f"runs/{Path(args.text).stem if args.text else args.corpus}")
@@ -175,7 +175,7 @@ def _run(args: argparse.Namespace, world: distributed.World, parallel: DataParal
     # One process per run directory (a second one is refused at once): in a data-parallel run, rank 0.
     with run_dir.locked() if world.is_main else contextlib.nullcontext():
         make = resumed_trainer if args.resume else new_trainer
-        trainer = make(args, run_dir, parallel)
+        trainer = make(args, run_dir, world, shared_gpu)
         b = backend.current()
         print(
             f"training {trainer.model.num_parameters():,} parameters on {trainer.train_ids.shape[0]:,} tokens "
@@ -199,7 +199,7 @@ def _run(args: argparse.Namespace, world: distributed.World, parallel: DataParal
 
 
 def new_trainer(
-    args: argparse.Namespace, run_dir: RunDirectory, parallel: DataParallel | None = None
+    args: argparse.Namespace, run_dir: RunDirectory, world: distributed.World, shared_gpu: bool = False
 ) -> LanguageModelTrainer:
     """A fresh run: model and settings from the flags, a tokenizer from the text."""
     run_dir.check_new()
@@ -207,10 +207,10 @@ def new_trainer(
     text, data_info = load_text(args)
     if args.init_from:
         model, tokenizer = pretrained(args)
-        return _trainer(args, run_dir, model, train_config, tokenizer, text, data_info, parallel)
+        return _trainer(args, run_dir, model, train_config, tokenizer, text, data_info, world, shared_gpu)
     tokenizer = make_tokenizer(args, text, data_info["val_fraction"])
     config = settings_from(args, GPTConfig, vocab_size=tokenizer.vocab_size)
-    return _trainer(args, run_dir, config, train_config, tokenizer, text, data_info, parallel)
+    return _trainer(args, run_dir, config, train_config, tokenizer, text, data_info, world, shared_gpu)
 
 
 def pretrained(args: argparse.Namespace) -> tuple[TinyGPT, Tokenizer]:
@@ -256,22 +256,21 @@ def pretrained(args: argparse.Namespace) -> tuple[TinyGPT, Tokenizer]:
 
 
 def resumed_trainer(
-    args: argparse.Namespace, run_dir: RunDirectory, parallel: DataParallel | None = None
+    args: argparse.Namespace, run_dir: RunDirectory, world: distributed.World, shared_gpu: bool = False
 ) -> LanguageModelTrainer:
     """The run in ``--out`` from its latest checkpoint: its own text, split, model and settings."""
     # Rank 0 reopens the run directory; the other ranks of a data-parallel run only read it.
-    other_rank = parallel is not None and not parallel.world.is_main
-    ckpt = load_checkpoint(resolve_checkpoint(run_dir.path, "latest") if other_rank else run_dir.resume())
+    ckpt = load_checkpoint(run_dir.resume() if world.is_main else resolve_checkpoint(run_dir.path, "latest"))
     train_config = resumed_settings(args, ckpt)
     check_resumed_tokenizer(args, ckpt.tokenizer)
     text, data_info = recorded_text(args, ckpt.trainer_state.get("data", {}), strict=True)
     where = data_info.get("text") or f"the {data_info.get('corpus')!r} corpus"
     print(f"resuming on the text the run recorded: {where} (validation fraction {data_info['val_fraction']})")
     trainer = _trainer(
-        args, run_dir, ckpt.model.config, train_config, ckpt.tokenizer, text, data_info, parallel
+        args, run_dir, ckpt.model.config, train_config, ckpt.tokenizer, text, data_info, world, shared_gpu
     )
     trainer.resume()
-    ranks, before = 1 if parallel is None else parallel.size, trainer.resumed_world_size or 1
+    ranks, before = world.size, trainer.resumed_world_size or 1
     windows = train_config.batch_size * train_config.grad_accum
     change = (
         f" with {ranks} rank(s) (it ran with {before}; the global batch stays {windows} windows a step)"
@@ -290,15 +289,14 @@ def _trainer(
     tokenizer: Tokenizer,
     text: str,
     data_info: dict[str, Any],
-    parallel: DataParallel | None = None,
+    world: distributed.World,
+    shared_gpu: bool = False,
 ) -> LanguageModelTrainer:
-    """A trainer for ``model`` (a pretrained one, or a fresh one of this config)."""
+    """A trainer for ``model`` (a pretrained one, or a fresh one of this config), as one rank of ``world``."""
     config = model.config if isinstance(model, TinyGPT) else model
-    ranks = 1 if parallel is None else parallel.size
     windows = train_config.batch_size * train_config.grad_accum  # per step, shared by the ranks
-    rows = min(train_config.batch_size, -(-windows // ranks))  # the most one rank runs at once
-    local = 1 if parallel is None else parallel.world.local_size
-    check_memory(config, rows, local if backend.current().on_host else 1)  # local ranks share host RAM
+    rows = min(train_config.batch_size, -(-windows // world.size))  # the most one rank runs at once
+    check_memory(config, rows, world.local_size if backend.current().on_host else 1)  # ranks share host RAM
     train_ids, val_ids = split_for_training(text, tokenizer, data_info["val_fraction"], config.block_size)
     _, val_text = split_text(text, data_info["val_fraction"])
     backend.manual_seed(train_config.seed)
@@ -311,6 +309,6 @@ def _trainer(
         out_dir=run_dir,
         show_progress=args.progress,
         data_info=data_info,
-        parallel=parallel,
+        parallel=DataParallel(world, seed=train_config.seed, shared_device=shared_gpu),
         val_bytes=len(val_text.encode("utf-8")),
     )

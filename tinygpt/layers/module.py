@@ -7,12 +7,13 @@ hold host NumPy arrays so they can be saved from any backend and loaded on any.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 from tinygpt import backend
 from tinygpt.errors import CheckpointError
-from tinygpt.tensor import Tensor
+from tinygpt.tensor import Tensor, no_grad
 
 
 class Parameter(Tensor):
@@ -86,6 +87,17 @@ class Module:
     def eval(self) -> Module:
         """Evaluation mode (dropout off)."""
         return self.train(False)
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """For the block: dropout off and no graph (evaluation, sampling); the mode it had comes back after."""
+        was_training = self.training
+        self.eval()
+        try:
+            with no_grad():
+                yield
+        finally:
+            self.train(was_training)
 
     # State --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""TinyGPT: a character-level GPT (decoder-only transformer).
+"""TinyGPT: a GPT (decoder-only transformer) over the ids of any tokenizer: characters, BPE, GPT-2's.
 
 tokens (B, T) -> token embedding + position -> n_layer pre-norm blocks ->
 final LayerNorm -> logits (B, T, vocab) through the token embedding itself
@@ -20,7 +20,7 @@ from tinygpt.errors import CheckpointError, ConfigError, ShapeError
 from tinygpt.layers import Embedding, KVCache, LayerNorm, Module, PositionalEncoding, TransformerBlock
 from tinygpt.models import huggingface, weights
 from tinygpt.models.config import GPTConfig
-from tinygpt.tensor import Array, Tensor, no_grad
+from tinygpt.tensor import Array, Tensor
 from tinygpt.tokenizers import Tokenizer
 
 
@@ -169,13 +169,8 @@ class TinyGPT(Module):
         """
         data = ids.data if isinstance(ids, Tensor) else ids
         caches = self.new_caches(data.shape[0], keep_weights=True)
-        was_training = self.training
-        self.eval()
-        try:
-            with no_grad():
-                self(data, caches)
-        finally:
-            self.train(was_training)
+        with self.evaluating():
+            self(data, caches)
         return [cache.weights for cache in caches if cache.weights is not None]
 
     def decay_groups(self, weight_decay: float) -> list[dict[str, Any]]:

@@ -9,16 +9,18 @@ all-reduced sum of the weighted gradients is then the mean gradient over the
 global batch, the single-process gradient; clipping and AdamW see it on every
 rank, so the weights stay identical (docs/data-parallel.md has the algebra).
 
-Gradients travel in a few flat buckets (``tinygpt.backend.collectives``), last
-layers first, as the backward pass finishes them; the loss and the stop votes
-(Ctrl-C, SIGTERM) in one small float64 sum beside them.
+Once the whole backward pass is done, gradients travel in a few flat buckets
+(``tinygpt.backend.collectives``), last layers first; the loss and the stop
+votes (Ctrl-C, SIGTERM) in one small float64 sum after them. Unlike PyTorch
+DDP, the reduction does not overlap the backward pass (docs/data-parallel.md
+measures what that costs).
 """
 
 from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tinygpt import backend
@@ -31,27 +33,37 @@ BUCKET_BYTES = 25 * 2**20  # as PyTorch DDP: big enough for bandwidth, small eno
 
 
 class DataParallel:
-    """Shares of the global batch, the mean gradient, identical parameters: one rank's view of the run."""
+    """Shares of the global batch, the mean gradient, identical parameters: one rank's view of the run.
 
-    def __init__(self, world: World, shared_device: bool = False, bucket_bytes: int = BUCKET_BYTES) -> None:
-        if world.size < 2:
-            raise ConfigError("DataParallel needs a world of at least 2 ranks; train in one process instead")
-        self.world = world
-        self.rank, self.size = world.rank, world.size
+    ``DataParallel()`` is a world of one process, the ``Trainer``'s default: every
+    batch is this process's, nothing travels, and each call below says what it
+    does then (mostly nothing). ``seed`` is the run's seed (dropout masks).
+    """
+
+    def __init__(
+        self,
+        world: World | None = None,
+        *,
+        seed: int = 0,
+        shared_device: bool = False,
+        bucket_bytes: int = BUCKET_BYTES,
+    ) -> None:
+        self.world = world if world is not None else World()
+        self.rank, self.size = self.world.rank, self.world.size
+        self.seed = seed
         self.shared_device = shared_device
         self.bucket_bytes = bucket_bytes
         self.collectives: collectives.Collectives | None = None  # made by start(), collectively
-        self.local_stop: Callable[[], signal.Signals | None] = lambda: None
-        self.stop_signal: signal.Signals | None = None  # agreed by all ranks at the last step
         self.reduce_seconds = 0.0  # time spent reducing gradients, for the benchmark
         self.reduce_calls = 0
+        self._agreed_stop: signal.Signals | None = None  # voted by all ranks at the last all-reduce
         self._buckets: list[list[int]] | None = None
 
     # Set-up --------------------------------------------------------------------------------
     def start(self, parameters: Sequence[Parameter]) -> None:
         """End of set-up on every rank: agree nobody failed, then copy rank 0's parameters everywhere."""
         self.world.agree()
-        if self.collectives is None:
+        if self.size > 1 and self.collectives is None:
             self.collectives = collectives.Collectives(self.world, self.shared_device)
         self.broadcast_parameters(parameters)
 
@@ -70,36 +82,59 @@ class DataParallel:
 
     # The batch -------------------------------------------------------------------------------
     def share(self, batches: Sequence[Any]) -> tuple[list[Any], list[float]]:
-        """This rank's chunks of ``batches`` (each (B, T)), and each chunk's weight rows / all windows.
+        """This rank's chunks of ``batches`` (each (B, ...), or a tuple of such), and each chunk's weight.
 
-        The weights of all ranks' chunks sum to 1, so the weighted losses summed
-        over the ranks are the mean loss over every window, however unevenly
-        the windows divide.
+        A chunk weighs rows / all windows, so the weighted losses summed over
+        the ranks are the mean loss over every window, however unevenly the
+        windows divide. One process keeps every batch, each weighing 1 / len(batches).
         """
-        total = sum(int(b.shape[0]) for b in batches)
+        if not batches:
+            raise ConfigError("a step or an evaluation needs at least one batch; got none")
+        if self.size == 1:
+            return list(batches), [1.0 / len(batches)] * len(batches)
+        total = sum(_rows(b) for b in batches)
         lo, hi = self.rank * total // self.size, (self.rank + 1) * total // self.size
         chunks, weights, offset = [], [], 0
         for batch in batches:
-            rows = int(batch.shape[0])
+            rows = _rows(batch)
             first, last = max(lo, offset) - offset, min(hi, offset + rows) - offset
             if first < last:
-                chunks.append(batch if (first, last) == (0, rows) else batch[first:last, ...])
+                chunks.append(batch if (first, last) == (0, rows) else _slice(batch, first, last))
                 weights.append((last - first) / total)
             offset += rows
         return chunks, weights
 
-    def sum_weighted(self, values: Iterable[float], weights: Iterable[float]) -> float:
-        """Sum over all ranks of this rank's ``values`` weighted by ``weights`` (e.g. mean loss over windows)."""
+    def mean(self, values: Sequence[float], weights: Sequence[float]) -> float:
+        """The mean over the global batch of this rank's per-chunk ``values`` (weighted as ``share`` says).
+
+        One process: the plain mean (``share`` weighs its batches equally).
+        """
+        if self.size == 1:
+            return sum(values) / len(values)
         local = sum(v * w for v, w in zip(values, weights, strict=True))
         return self.world.sum_floats([local])[0]
 
+    def seed_dropout(self, step: int) -> None:
+        """Dropout masks of this rank and step, from (seed, step, rank): each rank its own, and resumable.
+
+        One process: the default generator simply runs on (a checkpoint keeps its state).
+        """
+        if self.size > 1:
+            backend.default_generator().set_state(backend.Generator([self.seed, step, self.rank]).get_state())
+
     # The gradient ----------------------------------------------------------------------------
-    def all_reduce_gradients(self, parameters: Sequence[Parameter], loss: float) -> float:
+    def all_reduce_gradients(
+        self, parameters: Sequence[Parameter], loss: float, stop: signal.Signals | None = None
+    ) -> float:
         """Sum every parameter's gradient over the ranks, in flat buckets; returns the global loss.
 
-        Also agrees on stopping: a Ctrl-C or SIGTERM seen by any rank stops all
-        of them after this step (``stop_signal``).
+        Also votes on ``stop`` (this rank's Ctrl-C or SIGTERM, if any): one
+        rank's stops all of them after this step (``agreed_stop``). One
+        process: the gradients and the loss are already the global ones.
         """
+        if self.size == 1:
+            self._agreed_stop = stop
+            return loss
         assert self.collectives is not None, "call start() first"
         started = time.perf_counter()
         if self._buckets is None:
@@ -117,21 +152,26 @@ class DataParallel:
                 params, collectives.unflatten(flat, [p.shape for p in params]), missing, strict=True
             ):
                 p.grad_data = None if m else g
-        here = self.local_stop()
         total, interrupts, terminations = self.world.sum_floats(
-            [loss, float(here == signal.SIGINT), float(here == signal.SIGTERM)]
+            [loss, float(stop == signal.SIGINT), float(stop == signal.SIGTERM)]
         )
         if terminations:
-            self.stop_signal = signal.SIGTERM
+            self._agreed_stop = signal.SIGTERM
         elif interrupts:
-            self.stop_signal = signal.SIGINT
+            self._agreed_stop = signal.SIGINT
         self.reduce_seconds += time.perf_counter() - started
         self.reduce_calls += 1
         return total
 
+    def agreed_stop(self, local: signal.Signals | None) -> signal.Signals | None:
+        """The stop every rank voted for with the last step's gradients; one process: ``local``, as it is now."""
+        return local if self.size == 1 else self._agreed_stop
+
     # The parameters --------------------------------------------------------------------------
     def broadcast_parameters(self, parameters: Sequence[Parameter]) -> None:
         """Give every rank rank 0's parameters (they start identical; this makes it a fact)."""
+        if self.size == 1:
+            return
         assert self.collectives is not None, "call start() first"
         for bucket in _buckets(parameters, self.bucket_bytes):
             params = [parameters[i] for i in bucket]
@@ -141,6 +181,8 @@ class DataParallel:
 
     def check_in_sync(self, named_parameters: Iterable[tuple[str, Parameter]], step: int) -> None:
         """Stop with a clear error if any rank's parameters differ from rank 0's (compared bit for bit)."""
+        if self.size == 1:
+            return
         names, params = zip(*named_parameters, strict=True)
         mine = collectives.checksums([p.data for p in params])
         every = self.world.gather_floats(mine)
@@ -153,9 +195,17 @@ class DataParallel:
                     "from the last checkpoint with --resume; if it happens again, report it as a bug"
                 )
 
-    def seed_dropout(self, seed: int, step: int) -> None:
-        """Dropout masks of this rank and step, from (seed, step, rank): each rank its own, and resumable."""
-        backend.default_generator().set_state(backend.Generator([seed, step, self.rank]).get_state())
+
+def _rows(batch: Any) -> int:
+    """Windows (rows) in a batch: its first axis, or its first element's for an (inputs, targets) tuple."""
+    return int((batch[0] if isinstance(batch, tuple) else batch).shape[0])
+
+
+def _slice(batch: Any, first: int, last: int) -> Any:
+    """Rows [first, last) of a batch, or of every element of a batch tuple."""
+    if isinstance(batch, tuple):
+        return tuple(part[first:last, ...] for part in batch)
+    return batch[first:last, ...]
 
 
 def _buckets(parameters: Sequence[Parameter], limit: int) -> list[list[int]]:

@@ -376,10 +376,6 @@ def _ranks_by_host(hosts: list[str], pids: list[int], shown: int = 8) -> list[st
     return out
 
 
-def silent(message: str) -> None:
-    """A log function for ranks other than 0: they compute, rank 0 speaks."""
-
-
 def report(message: str, file: Any = None) -> None:
     """Print ``message`` on rank 0 only (every rank of a run would print the same line)."""
     if launcher_rank() == 0:

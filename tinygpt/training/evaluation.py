@@ -10,7 +10,6 @@ from tinygpt.errors import ConfigError
 from tinygpt.losses import LanguageModelLoss
 from tinygpt.models.gpt import TinyGPT
 from tinygpt.progress import Progress
-from tinygpt.tensor import no_grad
 from tinygpt.training.distributed import World
 
 
@@ -33,19 +32,14 @@ def evaluate_ids(
     total, count = 0.0, 0
     batches = math.ceil(ids.shape[0] // block / batch_size)
     mine = range(world.rank * batches // world.size, (world.rank + 1) * batches // world.size)
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad(), Progress(total=len(mine), enabled=show_progress, desc="eval") as progress:
-            for i, windows in enumerate(sequential_windows(ids, block, batch_size)):  # (B, T)
-                if i not in mine:
-                    continue
-                n = windows.shape[0]
-                total += float(loss_fn(model(windows), windows).item()) * n
-                count += n
-                progress.update()
-    finally:
-        model.train(was_training)
+    with model.evaluating(), Progress(total=len(mine), enabled=show_progress, desc="eval") as progress:
+        for i, windows in enumerate(sequential_windows(ids, block, batch_size)):  # (B, T)
+            if i not in mine:
+                continue
+            n = windows.shape[0]
+            total += float(loss_fn(model(windows), windows).item()) * n
+            count += n
+            progress.update()
     world.agree()  # every rank got here (a rank that failed agrees from its error handler)
     total, count_sum = world.sum_floats([total, float(count)])
     if count_sum == 0:

@@ -8,8 +8,10 @@ stop: the current step finishes, a checkpoint is written, and
 
 from __future__ import annotations
 
+import contextlib
 import signal
-from types import FrameType, TracebackType
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 from tinygpt.errors import TinyGPTError
@@ -26,8 +28,9 @@ class TrainingInterrupted(TinyGPTError):
 
 
 class StopSignals:
-    """While active, SIGINT and SIGTERM set ``requested`` instead of killing the process.
+    """``requested``: the stop asked for (SIGINT, SIGTERM or ``LanguageModelTrainer.request_stop``), if any.
 
+    Inside ``deferred()`` the two signals set it instead of killing the process.
     Handlers are installed only where the process still has Python's defaults
     (a host application's own handlers are left alone) and only in the main thread.
     """
@@ -35,33 +38,23 @@ class StopSignals:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.requested: signal.Signals | None = None
-        self._previous: dict[signal.Signals, Any] = {}
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES.get(self.requested or signal.SIGINT, 130)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         self.requested = signal.Signals(signum)
 
-    def __enter__(self) -> StopSignals:
-        if not self.enabled:
-            return self
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """For the block, Ctrl-C and SIGTERM only ask to stop (when enabled); the handlers before come back."""
+        previous: dict[signal.Signals, Any] = {}
         defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
-        for signum, default in defaults.items():
-            if signal.getsignal(signum) is not default:
-                continue
-            try:
-                self._previous[signum] = signal.signal(signum, self._handle)
-            except ValueError:  # not the main thread
-                break
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-        self._previous.clear()
+        with contextlib.suppress(ValueError):  # not the main thread: no handlers
+            for signum, default in defaults.items():
+                if self.enabled and signal.getsignal(signum) is default:
+                    previous[signum] = signal.signal(signum, self._handle)
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

@@ -26,7 +26,7 @@ from typing import Any
 
 from tinygpt import backend
 from tinygpt.checkpoint import load_checkpoint, resolve_checkpoint
-from tinygpt.data import require_window, sample_windows
+from tinygpt.data import RandomWindows, require_window, sample_windows
 from tinygpt.errors import CheckpointError, ConfigError, DistributedError, NumericalError
 from tinygpt.losses import LanguageModelLoss
 from tinygpt.models.gpt import TinyGPT
@@ -40,6 +40,10 @@ from tinygpt.training.evaluation import bits_per_byte
 from tinygpt.training.interrupts import EXIT_CODES, StopSignals, TrainingInterrupted
 from tinygpt.training.run_directory import RunDirectory
 from tinygpt.training.trainer import Batch, Callback, Trainer
+
+# Errors that depend only on all-reduced values, so every rank raises them at once: they end a
+# data-parallel run normally; any other error on one rank stops every rank (World.stop_all_on_error).
+COLLECTIVE_ERRORS = (TrainingInterrupted, NumericalError, DistributedError)
 
 
 def print_line(message: str) -> None:
@@ -80,15 +84,19 @@ class LanguageModelTrainer(Trainer):
             callbacks=callbacks,
             # Guessing uniformly costs ln(V) per token; 100 times that means training has diverged.
             max_loss=100 * math.log(max(2, model.config.vocab_size)),
-            data_parallel=parallel,
+            parallel=parallel or DataParallel(seed=config.seed),
         )
         self.model: TinyGPT = model
         self.tokenizer = tokenizer
         self.train_ids = train_ids
         self.val_ids = val_ids
         self.config = config
-        self.parallel = parallel
-        main = parallel is None or parallel.world.is_main  # only rank 0 prints and writes files
+        self.data_rng = backend.Generator(config.seed)
+        # Where every step's batches come from: grad_accum batches of batch_size random windows.
+        self.train_batches = RandomWindows(
+            train_ids, model.config.block_size, config.batch_size, config.grad_accum, self.data_rng
+        )
+        main = self.parallel.world.is_main  # only rank 0 prints and writes files
         run = out_dir if isinstance(out_dir, RunDirectory) or out_dir is None else RunDirectory(out_dir)
         self._out_path = None if run is None else run.path
         self.run = run if main else None
@@ -96,20 +104,13 @@ class LanguageModelTrainer(Trainer):
         self.show_progress = show_progress if main else False
         self.data_info = data_info or {}
         self.val_bytes = val_bytes  # UTF-8 bytes of the validation text: metrics then give bits per byte
-        self.data_rng = backend.Generator(config.seed)
         self.best_val_loss = math.inf
         self.signals = StopSignals(enabled=out_dir is not None)  # Ctrl-C and SIGTERM save, then stop
         self._run_open = False  # start() or resume() claims the run directory once
         self._step_seconds: list[float] = []
         self._started = time.perf_counter()
         self.resumed_world_size: int | None = None  # the world size a resumed run had before
-        if parallel is not None:
-            parallel.check_global_batch(config.batch_size * config.grad_accum, "--batch-size x --grad-accum")
-            parallel.local_stop = lambda: self.signals.requested
-
-    @property
-    def out_dir(self) -> Path | None:
-        return self._out_path
+        self.parallel.check_global_batch(config.batch_size * config.grad_accum, "--batch-size x --grad-accum")
 
     # The loop ----------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
@@ -118,66 +119,33 @@ class LanguageModelTrainer(Trainer):
         metrics: dict[str, Any] = {}
         bar = Progress(total=cfg.max_iters, initial=self.step, enabled=self.show_progress, desc="train")
         with (
-            self._every_rank_or_none(),
-            self.signals,
+            self.parallel.world.stop_all_on_error(COLLECTIVE_ERRORS),
+            self.signals.deferred(),
             bar as progress,
-            self._ranks_in_step(progress),
-            self.claim_run(),
         ):
-            self._started = time.perf_counter()
-            while True:
-                if self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters:
-                    metrics = self.evaluate_and_checkpoint()  # estimate losses, log, save
-                    progress.write(self.describe(metrics), self.log)
-                if self.step >= cfg.max_iters:
-                    break
-                requested = self.stop_signal()
-                if requested:
-                    raise self.stop(EXIT_CODES.get(requested, 130))
-                started = time.perf_counter()
-                record = self.train_step(*self.step_batches())  # forward, backward, (all-reduce,) clip, AdamW
-                self._step_seconds.append(time.perf_counter() - started)
-                progress.update(loss=record["loss"])
-            if self.parallel is not None:
+            self.parallel.start(self.optimizer.parameters)  # every rank is set up: rank 0's weights on all
+            if self.parallel.warning:
+                progress.write(f"warning: {self.parallel.warning}", self.log)
+            with self.run_directory_locked():
+                self._started = time.perf_counter()
+                while True:
+                    if self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters:
+                        metrics = self.evaluate_and_checkpoint()  # estimate losses, log, save
+                        progress.write(self.describe(metrics), self.log)
+                    if self.step >= cfg.max_iters:
+                        break
+                    requested = self.parallel.agreed_stop(self.signals.requested)  # Ctrl-C, SIGTERM: any rank
+                    if requested:
+                        raise self.stop(EXIT_CODES[requested])
+                    started = time.perf_counter()
+                    record = self.train_step(self.train_batches.draw())  # grad_accum batches of ids (B, T)
+                    self._step_seconds.append(time.perf_counter() - started)
+                    progress.update(loss=record["loss"])
                 self.parallel.world.barrier()  # rank 0 has written the last checkpoint
         return {**metrics, "best_val_loss": self.best_val_loss, "skipped_steps": self.skipped_steps}
 
-    def stop_signal(self) -> signal.Signals | None:
-        """Ctrl-C or SIGTERM asked to stop: here, or in a data-parallel run on any rank (agreed each step)."""
-        return self.signals.requested if self.parallel is None else self.parallel.stop_signal
-
-    @contextlib.contextmanager
-    def _ranks_in_step(self, progress: Progress) -> Iterator[None]:
-        """Data-parallel: once every rank is set up, rank 0's weights on all of them (one process: nothing)."""
-        if self.parallel is not None:
-            self.parallel.start(self.optimizer.parameters)
-            if self.parallel.warning:
-                progress.write(f"warning: {self.parallel.warning}", self.log)
-        yield
-
-    def _every_rank_or_none(self) -> contextlib.AbstractContextManager[None]:
-        """In a data-parallel run, an error on one rank stops them all (errors every rank sees pass)."""
-        if self.parallel is None:
-            return contextlib.nullcontext()
-        return self.parallel.world.stop_all_on_error(
-            collective=(TrainingInterrupted, NumericalError, DistributedError)
-        )
-
-    def next_batches(self) -> list[Batch]:
-        """``grad_accum`` batches of ``batch_size`` random windows: each (B, T) token ids."""
-        t, b = self.model.config.block_size, self.config.batch_size
-        return [sample_windows(self.train_ids, t, b, self.data_rng) for _ in range(self.config.grad_accum)]
-
-    def step_batches(self) -> tuple[list[Batch], list[float] | None]:
-        """The step's batches and weights for ``train_step``: all of ``next_batches`` in one process,
-        this rank's share of them in a data-parallel run (every rank draws the same windows)."""
-        batches = self.next_batches()
-        if self.parallel is None:
-            return batches, None
-        self.parallel.seed_dropout(self.config.seed, self.step)
-        return self.parallel.share(batches)
-
     def compute_loss(self, batch: Batch) -> Tensor:
+        """ids (B, T) -> logits (B, T, V) -> the mean loss of predicting each next token."""
         return self.loss_fn(self.model(batch), batch)
 
     # Evaluation and checkpoints -------------------------------------------------------
@@ -185,16 +153,11 @@ class LanguageModelTrainer(Trainer):
         """Mean loss on ``eval_iters`` random windows (a generator of its own, keyed on step and split)."""
         rng = backend.Generator([self.config.seed, self.step, salt])
         t, b = self.model.config.block_size, self.config.batch_size
-        batches = (sample_windows(ids, t, b, rng) for _ in range(self.config.eval_iters))
-        if self.parallel is None:
-            return self.evaluate(batches)
-        chunks, weights = self.parallel.share(list(batches))  # each rank its share, summed over ranks
-        return self.parallel.sum_weighted([self.evaluate([chunk]) for chunk in chunks], weights)
+        return self.evaluate([sample_windows(ids, t, b, rng) for _ in range(self.config.eval_iters)])
 
     def evaluate_and_checkpoint(self) -> dict[str, Any]:
         """Estimate both losses; with a run directory, save the latest (and best) checkpoint and log."""
-        if self.parallel is not None:
-            self.parallel.check_in_sync(self.model.named_parameters(), self.step)
+        self.parallel.check_in_sync(self.model.named_parameters(), self.step)
         train_loss, val_loss = self.estimate_loss(self.train_ids, 0), self.estimate_loss(self.val_ids, 1)
         metrics: dict[str, Any] = {
             "iter": self.step,
@@ -244,7 +207,7 @@ class LanguageModelTrainer(Trainer):
             "model_rng": backend.default_generator().get_state(),
             "train_config": asdict(self.config),
             "data": self.data_info,
-            "world_size": 1 if self.parallel is None else self.parallel.size,
+            "world_size": self.parallel.size,
         }
         return self.run.save(self.step, self.model, self.tokenizer, self.optimizer.state_dict(), state)
 
@@ -254,10 +217,8 @@ class LanguageModelTrainer(Trainer):
 
     def stop(self, exit_code: int = 130) -> TrainingInterrupted:
         """Save now (rank 0 does, in a data-parallel run); the exception to raise says how to continue."""
-        other_rank = self.parallel is not None and not self.parallel.world.is_main
-        saved = "rank 0 saved a checkpoint" if other_rank else f"saved {self.save()}"
-        if self.parallel is not None:
-            self.parallel.world.barrier()  # no rank exits while rank 0 writes
+        saved = f"saved {self.save()}" if self.parallel.world.is_main else "rank 0 saved a checkpoint"
+        self.parallel.world.barrier()  # no rank exits while rank 0 writes
         return TrainingInterrupted(
             f"interrupted at step {self.step}; {saved}. Continue with the same command plus --resume",
             exit_code,
@@ -303,8 +264,9 @@ class LanguageModelTrainer(Trainer):
         self.resumed_world_size = ranks if type(ranks) is int and ranks > 0 else 1
 
     @contextlib.contextmanager
-    def claim_run(self) -> Iterator[None]:
-        """Lock the run directory for the block; open it once (continue after restore() from its own checkpoint)."""
+    def run_directory_locked(self) -> Iterator[None]:
+        """No other process writes the run directory during the block; it is opened once (started, or
+        continued after restore() from its own checkpoint) and holds no metrics past this step."""
         if self.run is None:
             yield
             return

@@ -1,8 +1,8 @@
-"""``Trainer``: forward, loss, backward, clip, step — the loop every model shares.
+"""``Trainer``: one training step, the same for every model and every number of processes.
 
 It knows nothing about language: the vision demo and the language model use
-the very same class. ``LanguageModelTrainer`` (``tinygpt.training.loop``) adds
-batches of text windows, evaluation, checkpoints and resume on top.
+the very same ``train_step``. ``LanguageModelTrainer`` (``tinygpt.training.loop``)
+adds batches of text windows, evaluation, checkpoints and resume on top.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from tinygpt import backend
 from tinygpt.errors import ConfigError, NumericalError
 from tinygpt.layers.module import Module
 from tinygpt.optim import Optimizer, clip_scale
-from tinygpt.tensor import Tensor, no_grad
+from tinygpt.tensor import Tensor
 from tinygpt.training.data_parallel import DataParallel
+from tinygpt.training.interrupts import StopSignals
 
 Batch = Any
 Callback = Callable[[dict[str, Any]], None]
@@ -31,9 +32,9 @@ class Trainer:
     ``on_nonfinite`` is "stop" (raise ``NumericalError``) or "skip" (drop the step)
     when the loss or gradient is not finite, or the loss exceeds ``max_loss``
     (a diverged run can stay finite for a long time while its loss is 1e12).
-    Constructing a Trainer tunes the host allocator for training
-    (``backend.tune_allocator``). With ``data_parallel`` (one rank of an MPI
-    run), each step's gradients are summed over the ranks before clipping.
+    ``parallel`` is this process's place in a data-parallel run (one rank of
+    ``mpiexec -n N``); by default a world of one. Constructing a Trainer tunes
+    the host allocator for training (``backend.tune_allocator``).
     """
 
     def __init__(
@@ -47,7 +48,7 @@ class Trainer:
         on_nonfinite: str = "stop",
         callbacks: Iterable[Callback] = (),
         max_loss: float = math.inf,
-        data_parallel: DataParallel | None = None,
+        parallel: DataParallel | None = None,
     ) -> None:
         if on_nonfinite not in ("stop", "skip"):
             raise ConfigError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
@@ -60,7 +61,8 @@ class Trainer:
         self.on_nonfinite = on_nonfinite
         self.max_loss = max_loss
         self.callbacks = list(callbacks)
-        self.data_parallel = data_parallel
+        self.parallel = parallel or DataParallel()
+        self.signals = StopSignals(enabled=False)  # a stop asked for is voted on with each step's gradients
         self.step = 0
         self.skipped_steps = 0
 
@@ -72,43 +74,40 @@ class Trainer:
         for callback in self.callbacks:
             callback(record)
 
-    def train_step(self, batches: Batch | list[Batch], weights: list[float] | None = None) -> dict[str, Any]:
-        """One optimizer step; a list of batches accumulates their mean gradient.
+    def train_step(self, batches: Batch | list[Batch]) -> dict[str, Any]:
+        """One optimizer step on the global batch; a list of micro-batches accumulates their mean gradient.
 
-        ``weights`` (one per batch) replace the plain mean: data-parallel ranks
-        weight their chunks by their share of the global batch, and
-        ``data_parallel`` then sums the gradients over the ranks.
+        batches -> this rank's share -> forward and backward, one micro-batch at a time ->
+        gradients summed over the ranks -> clip -> AdamW (or skip a bad step) -> count, record.
         """
-        parts = batches if isinstance(batches, list) else [batches]
-        if weights is None:
-            weights = [1.0 / len(parts) if len(parts) > 1 else 1.0] * len(parts)
         lr = self.lr_schedule(self.step) if self.lr_schedule else self.optimizer.param_groups[0]["lr"]
         self.optimizer.set_lr(lr)
         self.model.train()
         self.optimizer.zero_grad()
-        total = 0.0
-        # forward and backward, one micro-batch at a time
-        for batch, weight in zip(parts, weights, strict=True):
-            loss = self.compute_loss(batch)
-            if weight != 1.0:
-                loss = loss * weight
-            loss.backward()
-            total += float(loss.item())
-        if self.data_parallel is not None:  # the mean gradient over every rank's windows
-            total = self.data_parallel.all_reduce_gradients(self.optimizer.parameters, total)
-        # Clipping is folded into the update: the optimizer scales gradients as it reads them.
+        self.parallel.seed_dropout(self.step)  # each rank its own masks; one process: the generator runs on
+        # This rank's chunks of the global batch. Each chunk's loss is weighted by its share of all the
+        # windows (1 / micro-batches in one process), so the summed gradient is the mean gradient.
+        chunks, weights = self.parallel.share(batches if isinstance(batches, list) else [batches])
+        loss = 0.0
+        for chunk, weight in zip(chunks, weights, strict=True):  # chunk: ids (B, T), or (inputs, targets)
+            chunk_loss = self.compute_loss(chunk) * weight  # forward: logits (B, T, V) -> mean loss (scalar)
+            chunk_loss.backward()  # adds d chunk_loss / d p into every Parameter.grad_data
+            loss += float(chunk_loss.item())
+        # The global batch's gradient and loss on every rank (one process: they already are).
+        loss = self.parallel.all_reduce_gradients(self.optimizer.parameters, loss, self.signals.requested)
+        # Clipping is folded into the update: AdamW scales each gradient by `scale` as it reads it.
         norm, scale = (
             clip_scale(self.optimizer.parameters, self.grad_clip) if self.grad_clip else (math.nan, 1.0)
         )
-        diverged = math.isfinite(total) and total > self.max_loss
-        bad = not math.isfinite(total) or diverged or bool(self.grad_clip and not math.isfinite(norm))
-        if bad:
+        diverged = math.isfinite(loss) and loss > self.max_loss
+        skipped = not math.isfinite(loss) or diverged or bool(self.grad_clip and not math.isfinite(norm))
+        if skipped:
             self.optimizer.zero_grad()
             if self.on_nonfinite == "stop":
                 what = (
-                    f"the loss diverged (loss={total:.4g} > {self.max_loss:.4g})"
+                    f"the loss diverged (loss={loss:.4g} > {self.max_loss:.4g})"
                     if diverged
-                    else f"the loss or gradient is not finite (loss={total}, grad norm={norm})"
+                    else f"the loss or gradient is not finite (loss={loss}, grad norm={norm})"
                 )
                 raise NumericalError(
                     f"step {self.step}: {what}; "
@@ -121,28 +120,20 @@ class Trainer:
         record = {
             "event": "step",
             "step": self.step,
-            "loss": total,
+            "loss": loss,
             "grad_norm": norm,
             "lr": lr,
-            "skipped": bad,
+            "skipped": skipped,
         }
         self.emit(record)
         return record
 
     def evaluate(self, batches: Iterable[Batch]) -> float:
-        """Mean loss over ``batches`` with dropout off and no graph."""
-        was_training = self.model.training
-        self.model.eval()
-        losses = []
-        try:
-            with no_grad():
-                for batch in batches:
-                    losses.append(float(self.compute_loss(batch).item()))
-        finally:
-            self.model.train(was_training)
-        if not losses:
-            raise ConfigError("evaluate() got no batches")
-        return sum(losses) / len(losses)
+        """Mean loss over ``batches`` with dropout off and no graph (each rank its share of them)."""
+        chunks, weights = self.parallel.share(list(batches))
+        with self.model.evaluating():
+            losses = [float(self.compute_loss(chunk).item()) for chunk in chunks]
+        return self.parallel.mean(losses, weights)
 
     def fit(
         self,
