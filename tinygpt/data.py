@@ -13,12 +13,14 @@ import hashlib
 import http.client
 import importlib.resources
 import os
+import stat
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tinygpt import backend
+from tinygpt.backend.library import host_free_memory
 from tinygpt.errors import ConfigError, CorpusError
 from tinygpt.files import write_bytes_atomic
 
@@ -51,17 +53,76 @@ def _decode_utf8(data: bytes, source: str) -> str:
     return text.replace("\r\n", "\n")
 
 
-def read_text(path: str | os.PathLike[str]) -> str:
-    """Read a UTF-8 text file, normalising ``\\r\\n`` to ``\\n``."""
+def _file_kind(mode: int) -> str | None:
+    """What a non-regular file is, in a user's words (None for a regular file)."""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    for test, kind in kinds:
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def open_corpus_file(path: str | os.PathLike[str]) -> tuple[BinaryIO, int]:
+    """Open a text file for reading; return it with its size in bytes.
+
+    What cannot be a corpus is refused at once, before a byte is read: a
+    directory, FIFO, device (``/dev/zero`` never ends), socket, or a file this
+    process may not read. The open itself cannot block: a FIFO swapped in after
+    the check is caught by the second look at the opened file.
+    """
     path = Path(path)
+    where = str(path)
     try:
-        data = path.read_bytes()
+        info = os.stat(path)
     except FileNotFoundError:
-        raise CorpusError(f"text file {str(path)!r} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise CorpusError(f"{str(path)!r} is a directory; give the path of a text file") from None
+        raise CorpusError(f"text file {where!r} does not exist; check the path") from None
     except OSError as err:
-        raise CorpusError(f"cannot read text file {str(path)!r}: {err}") from None
+        raise CorpusError(f"cannot read text file {where!r}: {err.strerror}") from None
+    kind = _file_kind(info.st_mode)
+    if kind is not None:
+        hint = "give the path of a text file" if kind == "a directory" else "save the text to a file first"
+        raise CorpusError(f"{where!r} is {kind}, not a regular file, so it cannot be a corpus; {hint}")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        raise CorpusError(f"cannot read text file {where!r}: {err.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise CorpusError(
+            f"{where!r} is {_file_kind(info.st_mode)}, not a regular file, so it cannot be a corpus"
+        )
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb"), info.st_size
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """Read a UTF-8 text file, normalising ``\\r\\n`` to ``\\n``.
+
+    The whole text is held in memory: a file larger than the memory available is
+    refused with the command that prepares it once (``tinygpt prepare``), after
+    which training memory-maps its tokens instead.
+    """
+    file, size = open_corpus_file(path)
+    with file:
+        available = host_free_memory()
+        # The text, its UTF-8 bytes and its ids in memory: about 4 bytes per byte of file at the least.
+        if available is not None and 4 * size > available:
+            raise CorpusError(
+                f"text file {str(path)!r} is {size / 1e9:.1f} GB; reading it into memory needs about "
+                f"{4 * size / 1e9:.1f} GB but {available / 1e9:.1f} GB is available. Prepare it once with "
+                f"`tinygpt prepare --text {path} --out DATA_DIR` and train with --data DATA_DIR"
+            )
+        try:
+            data = file.read()
+        except OSError as err:
+            raise CorpusError(f"cannot read text file {str(path)!r}: {err.strerror}") from None
     return _decode_utf8(data, f"text file {str(path)!r}")
 
 
