@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 from tinygpt import backend
 from tinygpt.backend.library import host_free_memory
+from tinygpt.backend.token_files import TokenFile
 from tinygpt.errors import ConfigError, CorpusError
 from tinygpt.files import write_bytes_atomic
 
@@ -292,9 +293,13 @@ def require_window(ids: Any, block_size: int, what: str = "the text") -> None:
 def sample_windows(ids: Any, block_size: int, batch_size: int, rng: backend.Generator) -> Any:
     """``batch_size`` random windows of ``block_size`` consecutive ids: (B, T), the index dtype.
 
-    Start offsets are uniform over every position where a full window fits.
+    Start offsets are uniform over every position where a full window fits. ``ids`` is
+    an array on the device or a ``TokenFile`` (a memory-mapped split), which gives
+    the same windows for the same ids.
     """
     require_window(ids, block_size)
+    if isinstance(ids, TokenFile):
+        return ids.random_windows(rng, block_size, batch_size)
     n = ids.shape[0]
     starts = rng.integers(0, n - block_size + 1, (batch_size,))
     return _gather(ids, starts, block_size)
@@ -310,6 +315,9 @@ def sequential_windows(ids: Any, block_size: int, batch_size: int) -> Iterator[A
     count = ids.shape[0] // block_size
     for first in range(0, count, batch_size):
         rows = min(batch_size, count - first)
+        if isinstance(ids, TokenFile):
+            yield ids.consecutive_windows(first, rows, block_size)
+            continue
         starts = b.xp.arange(first, first + rows, dtype=b.int_dtype, device=b.device) * block_size
         yield _gather(ids, starts, block_size)
 
