@@ -7,7 +7,9 @@ from hypothesis import strategies as st
 from tinygpt.backend.text import CharacterSet, CharacterTable, UnknownCharacter, distinct_characters
 
 # ASCII, Latin-1, a lone surrogate, CJK, an emoji (4 UTF-8 bytes), control characters.
-ALPHABET = st.sampled_from(list("ab \n\r\t~\x00\x7f") + ["é", "ÿ", "\ud800", "語", "😀", "\U0010ffff", "\x85"])
+ALPHABET = st.sampled_from(
+    list("ab \n\r\t~\x00\x7f") + ["é", "ÿ", "\ud800", "語", "😀", "\U0010ffff", "\x85"]
+)
 TEXTS = st.text(ALPHABET, max_size=60)
 
 

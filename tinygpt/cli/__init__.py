@@ -13,12 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tinygpt.cli import attention, evaluate, export, info, plot, sample, train, vision
+from tinygpt.cli import attention, evaluate, export, info, plot, prepare, sample, train, vision
 from tinygpt.cli.args import Parser
 from tinygpt.errors import TinyGPTError
 from tinygpt.training import TrainingInterrupted, distributed
 
-COMMANDS = (train, sample, evaluate, info, export, vision, plot, attention)
+COMMANDS = (prepare, train, sample, evaluate, info, export, vision, plot, attention)
 PARALLEL_COMMANDS = ("train", "eval")  # the others refuse to run as several processes
 
 
