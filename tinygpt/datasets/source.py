@@ -135,7 +135,7 @@ class TextSource:
                     break
                 if b"\n" in block:  # the usual case: whole lines, one copy
                     end = _cut(block)
-                    chunk, carry = carry + block[:end], block[end:]
+                    chunk, carry = b"".join((carry, memoryview(block)[:end])), block[end:]
                 else:  # a line longer than a chunk: cut it where a character ends
                     data = carry + block
                     end = _cut(data)
