@@ -153,7 +153,7 @@ def shakespeare_text() -> str:
     return "\n\n".join(play.rstrip("\n") for play in plays) + "\n"
 
 
-def _default_cache_dir() -> Path:
+def default_cache_dir() -> Path:
     """``$TINYGPT_CACHE`` if set, else ``~/.cache/tinygpt``."""
     env = os.environ.get("TINYGPT_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "tinygpt"
@@ -187,7 +187,7 @@ def tinyshakespeare_text(
     a cached file that fails it is fetched again, and a download that fails
     it is refused and not cached.
     """
-    cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache / TINYSHAKESPEARE_FILENAME
     expected = sha256.lower()
     try:
