@@ -198,3 +198,22 @@ def test_the_published_dataset_opens_and_its_directory_is_not_private(tmp_path, 
     assert out.stat().st_mode & 0o055  # mkdtemp's 0700 was widened to the umask's permissions
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary directory left
     assert open_dataset(out).manifest.tinygpt_version
+
+
+@pytest.mark.parametrize("change", [b"Z", b"\xff", "é".encode()])
+def test_a_text_changed_between_the_two_passes_is_refused_and_nothing_published(
+    tmp_path, text_file, monkeypatch, change
+):
+    scan = source_module.TextSource.scan
+
+    def scan_then_edit(self, *args, **kwargs):
+        result = scan(self, *args, **kwargs)
+        data = bytearray(text_file.read_bytes())
+        data[100 : 100 + len(change)] = change  # the same size, other bytes
+        text_file.write_bytes(bytes(data))
+        return result
+
+    monkeypatch.setattr(source_module.TextSource, "scan", scan_then_edit)
+    with pytest.raises(CorpusError, match="changed while being prepared"):
+        prepare_dataset(tmp_path / "data", text=text_file, log=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt"]

@@ -161,19 +161,29 @@ class CharacterTable:
         return result
 
     def encode_utf8(self, data: bytes, dtype: str) -> np.ndarray:
-        """Ids of whole-character UTF-8 ``data`` as a host array of ``dtype`` (for token files)."""
-        if data.isascii():  # the common case without a uint32 pass: bytes -> uint8 ids directly
-            mapped = data.translate(self._ascii)
-            if _UNSEEN_ASCII_BYTE in mapped:
-                position = mapped.index(_UNSEEN_ASCII_BYTE)
-                raise UnknownCharacter(position, chr(data[position]))
-            return np.frombuffer(mapped, dtype=np.uint8).astype(dtype, copy=False)
-        ids = self._lookup(data)
-        if int(ids.max()) == UNKNOWN:
-            position = int(np.argmax(ids == UNKNOWN))
-            text = data.decode("utf-8", "surrogatepass")
-            raise UnknownCharacter(position, text[position])
-        return ids.astype(dtype, copy=False)
+        """Ids of whole-character UTF-8 ``data`` as a host array of ``dtype`` (for token files).
+
+        Written in ``dtype`` directly, never through a uint32 array of the whole text: one
+        byte per character for a vocabulary of up to 256.
+        """
+        ascii_only = data.isascii()
+        mapped = data.translate(self._ascii) if ascii_only else data.translate(self._ascii, _CONTINUATION)
+        unknown = [mapped.index(_UNSEEN_ASCII_BYTE)] if _UNSEEN_ASCII_BYTE in mapped else []
+        ids = np.frombuffer(mapped, dtype=np.uint8)
+        if not ascii_only:
+            where = np.flatnonzero(ids == _OTHER)  # the characters beyond ASCII, in order
+            others = code_points(data.translate(None, _ASCII).decode("utf-8", "surrogatepass"))
+            found = np.take(self._table, np.minimum(others, self._last))
+            if found.size and int(found.max()) == UNKNOWN:
+                unknown.append(int(where[np.argmax(found == UNKNOWN)]))
+        if unknown:
+            position = min(unknown)
+            raise UnknownCharacter(position, data.decode("utf-8", "surrogatepass")[position])
+        if ascii_only:
+            return ids.astype(dtype, copy=False)
+        out = ids.astype(dtype)  # a copy: ``mapped`` is read-only
+        out[where] = found
+        return out
 
 
 _UNSEEN_ASCII, _OTHER = 0xFE, 0xFF

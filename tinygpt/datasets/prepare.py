@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tinygpt.backend.text import UnknownCharacter
 from tinygpt.backend.token_files import TokenWriter, itemsize, token_dtype
 from tinygpt.datasets.dataset import PreparedDataset, open_dataset
 from tinygpt.datasets.manifest import (
@@ -236,11 +237,15 @@ def _check_disk(folder: Path, need: int, tokens: int, dtype: str) -> None:
 
 
 def _parts(
-    source: TextSource, n_train: int, on_bytes: Callable[[int], None], digest: Any
+    source: TextSource,
+    n_train: int,
+    on_bytes: Callable[[int], None],
+    digest: Any,
+    scanned: list[tuple[int, int, int]] | None = None,
 ) -> Iterator[tuple[str, bytes, int]]:
     """(split, normalized UTF-8, characters) in text order, the chunk holding the split point cut in two."""
     seen = 0
-    for chunk in source.chunks(on_bytes, digest):
+    for chunk in source.chunks(on_bytes, digest, scanned):
         if seen >= n_train:
             yield "val", chunk.data, chunk.characters
         elif seen + chunk.characters <= n_train:
@@ -274,17 +279,22 @@ def _write_tokens(
             name: TokenWriter(files.enter_context(open(folder / f"{name}.bin", "xb")), dtype)
             for name in ("train", "val")
         }
-        parts = _parts(source, n_train, on_bytes, digest)
+        parts = _parts(
+            source, n_train, on_bytes, digest, scan.chunks
+        )  # validated by the scan: not decoded again
         forced = 0
-        if isinstance(tokenizer, CharTokenizer):
-            table = tokenizer.table
-            for name, data, characters in parts:
-                writers[name].write(table.encode_utf8(data, dtype))
-                counts[name]["bytes"] += len(data)
-                counts[name]["characters"] += characters
-        else:
-            assert isinstance(tokenizer, BPETokenizer)
-            forced = _write_bpe(parts, tokenizer, writers, counts)
+        try:
+            if isinstance(tokenizer, CharTokenizer):
+                table = tokenizer.table
+                for name, data, characters in parts:
+                    writers[name].write(table.encode_utf8(data, dtype))
+                    counts[name]["bytes"] += len(data)
+                    counts[name]["characters"] += characters
+            else:
+                assert isinstance(tokenizer, BPETokenizer)
+                forced = _write_bpe(parts, tokenizer, writers, counts)
+        except (UnicodeDecodeError, UnknownCharacter):  # text the scan did not see
+            raise CorpusError(f"{source.describe()} changed while being prepared; prepare it again") from None
         for writer in writers.values():
             writer.flush()
     if digest.hexdigest() != scan.sha256:

@@ -154,13 +154,25 @@ class TextSource:
             file.seek(offset)
             return file.read(size)
 
-    def chunks(self, on_bytes: Callable[[int], None] | None = None, digest: Any = None) -> Iterator[Chunk]:
-        """The whole text as validated, normalized ``Chunk`` s (``on_bytes`` hears each chunk's file size,
-        ``digest``, a hashlib object, its bytes)."""
-        for offset, raw in self.raw_chunks():
+    def chunks(
+        self,
+        on_bytes: Callable[[int], None] | None = None,
+        digest: Any = None,
+        scanned: list[tuple[int, int, int]] | None = None,
+    ) -> Iterator[Chunk]:
+        """The whole text as validated, normalized ``Chunk`` s. ``on_bytes`` hears each chunk's file size,
+        ``digest`` (a hashlib-like object) its bytes. With ``scanned``, a ``Scan``'s chunk table, the text
+        is not decoded again: each chunk must be where the scan found it, with its character count."""
+        for index, (offset, raw) in enumerate(self.raw_chunks()):
             if digest is not None:
                 digest.update(raw)
-            yield self._chunk(offset, raw)
+            if scanned is None:
+                yield self._chunk(offset, raw)
+            else:
+                if index >= len(scanned) or scanned[index][:2] != (offset, len(raw)):
+                    raise CorpusError(f"{self.describe()} changed while being prepared; prepare it again")
+                data = raw.replace(b"\r\n", b"\n") if b"\r" in raw else raw
+                yield Chunk(offset, len(raw), data, scanned[index][2])
             if on_bytes is not None:
                 on_bytes(len(raw))
 
