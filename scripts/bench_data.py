@@ -34,7 +34,19 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NON_ASCII = ["café", "naïve", "Zürich", "façade", "jalapeño", "Grüße", "東京", "日本語", "🙂", "Œuvre", "mañana"]
+NON_ASCII = [
+    "café",
+    "naïve",
+    "Zürich",
+    "façade",
+    "jalapeño",
+    "Grüße",
+    "東京",
+    "日本語",
+    "🙂",
+    "Œuvre",
+    "mañana",
+]
 
 
 def _peak_mb() -> float:
@@ -67,7 +79,10 @@ def make_corpus(path: Path, megabytes: int, seed: int = 0) -> None:
                 else:
                     n = rng.randint(1, 14)
                     block.append(
-                        " ".join(rng.choice(NON_ASCII) if rng.random() < 0.03 else rng.choice(words) for _ in range(n))
+                        " ".join(
+                            rng.choice(NON_ASCII) if rng.random() < 0.03 else rng.choice(words)
+                            for _ in range(n)
+                        )
                         + "\n"
                     )
             text = "".join(block)
@@ -108,7 +123,13 @@ def worker_ceiling(corpus: str, tokenizer_json: str, method: str, megabytes: flo
         for encoding in encode(pieces[first : first + 64], add_special_tokens=False):
             tokens += len(encoding.ids)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "cpu_s": _cpu_seconds() - cpu, "bytes": size, "tokens": tokens, "peak_mb": _peak_mb()}
+    return {
+        "seconds": seconds,
+        "cpu_s": _cpu_seconds() - cpu,
+        "bytes": size,
+        "tokens": tokens,
+        "peak_mb": _peak_mb(),
+    }
 
 
 WORKERS = {"prepare": worker_prepare, "ceiling": worker_ceiling}
@@ -141,7 +162,10 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=1000, help="corpus size in MB (default: 1000)")
     parser.add_argument("--workdir", help="directory for the corpus and the datasets (default: a temp dir)")
     parser.add_argument(
-        "--ceiling-mb", type=float, default=0, help="time the tokenizers ceiling on the first N MB only (0: all)"
+        "--ceiling-mb",
+        type=float,
+        default=0,
+        help="time the tokenizers ceiling on the first N MB only (0: all)",
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -185,14 +209,18 @@ def measure(work: Path, size_mb: int, ceiling_mb: float) -> dict:
     for row in rows.values():
         row["mb_per_s"] = row["bytes"] / 1e6 / row["seconds"]
         row["cpu_s_per_gb"] = row["cpu_s"] / (row["bytes"] / 1e9)
-    ceiling = max(rows["tokenizers encode_batch"]["mb_per_s"], rows["tokenizers encode_batch_fast"]["mb_per_s"])
+    ceiling = max(
+        rows["tokenizers encode_batch"]["mb_per_s"], rows["tokenizers encode_batch_fast"]["mb_per_s"]
+    )
     return {
         "machine": machine(),
         "corpus_mb": megabytes,
         "rows": rows,
         "bpe_vs_ceiling": ceiling / rows["bpe"]["mb_per_s"],
         "char_mb_per_s": rows["char"]["mb_per_s"],
-        "peak_mb_max": max(rows[n]["peak_mb"] for n in ("char", "bpe", "char (1/10 corpus)", "bpe (1/10 corpus)")),
+        "peak_mb_max": max(
+            rows[n]["peak_mb"] for n in ("char", "bpe", "char (1/10 corpus)", "bpe (1/10 corpus)")
+        ),
     }
 
 
