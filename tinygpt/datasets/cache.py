@@ -68,7 +68,7 @@ def cached_dataset(
     if not prepare:
         return None
     if log is not None:
-        log(f"{text} is {Path(text).stat().st_size / 1e6:,.0f} MB: preparing it once into {path}")
+        log(f"{text} is {Path(text).stat().st_size / 1e6:,.1f} MB: preparing it once into {path}")
     try:
         return prepare_dataset(
             path,
