@@ -86,10 +86,28 @@ def worker_tinygpt(name: str) -> dict:
         if i >= 3:
             times.append(time.perf_counter() - t0)
     if os.environ.get("TINYGPT_DEVICE", "cpu") != "cpu":
-        # Device memory: what the library's memory pool took from the GPU (JAX preallocates: ~0).
-        taken = (free_before or 0) - (backend.available_memory() or 0)
-        return {"ms_per_step": 1000 * statistics.median(times), "peak_mb": taken / 2**20}
+        return {"ms_per_step": 1000 * statistics.median(times), "peak_mb": _gpu_taken_mb(free_before)}
     return {"ms_per_step": 1000 * statistics.median(times), "peak_mb": _peak_mb() - base}
+
+
+def _gpu_taken_mb(free_before: int | None) -> float:
+    """--gpu: device memory the array library took (CuPy: its pool's size, which keeps freed blocks)."""
+    from tinygpt import backend
+
+    if backend.current().name == "cupy":
+        import cupy
+
+        return cupy.get_default_memory_pool().total_bytes() / 2**20
+    return ((free_before or 0) - (backend.available_memory() or 0)) / 2**20  # JAX preallocates: ~0
+
+
+def _torch_cuda() -> str | None:
+    """--gpu: why PyTorch CUDA cannot be the reference here (None when it can): tinygpt is then timed alone."""
+    probe = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 3)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    if done.returncode == 0:
+        return None
+    return "torch sees no CUDA GPU" if done.returncode == 3 else "torch is not installed"
 
 
 def worker_torch(name: str, threads: int, device: str = "cpu") -> dict:
@@ -739,6 +757,9 @@ def main() -> None:
         projection([*args.configs, "gpt2"] if "gpt2" not in args.configs else args.configs, args.json)
         return
 
+    if args.gpu and not args.no_torch and (why := _torch_cuda()):
+        print(f"no PyTorch CUDA reference ({why}): timing tinygpt alone", flush=True)
+        args.no_torch = True
     first = "cupy" if args.gpu else "numpy"
     sides = [first, *(b for b in dict.fromkeys(args.backend) if b != first)]
     devices = {b: (LIBRARIES[b].gpu_device or "cpu") if args.gpu else "cpu" for b in sides}

@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("tinygpt.losses", "tinygpt.optim", "tinygpt.models"),
     ("tinygpt.checkpoint",),
     ("tinygpt.generation", "tinygpt.training"),
-    ("tinygpt.classroom",),
+    ("tinygpt.classroom", "tinygpt.course"),
     ("tinygpt.cli",),
     ("tinygpt", "tinygpt.__main__"),
 ]

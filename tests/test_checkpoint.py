@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shlex
 import shutil
 
 import numpy as np
@@ -302,14 +304,75 @@ def test_crash_while_swapping_directories_keeps_the_previous_checkpoint(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
 
 
-def test_kill_between_the_two_renames_still_resolves_the_previous_checkpoint(tmp_path):
-    # What `kill -9` leaves if it lands after moving the old directory aside but before
-    # moving the new one in: the pointer names a directory that is momentarily absent.
+def test_a_reader_between_the_two_renames_finds_the_previous_checkpoint(tmp_path, monkeypatch):
+    # What a reader (or `kill -9`) meets after the old directory was moved aside and before the
+    # new one is moved in: the pointer names a directory that is momentarily absent.
     run, _, third = _run_dir(tmp_path)
     logits = _logits(load_checkpoint(third).model)
-    os.replace(third, third.with_name(f".{third.name}.old"))
-    resolved = resolve_checkpoint(run, "latest")
-    np.testing.assert_array_equal(_logits(load_checkpoint(resolved).model), logits)
+    real, seen = os.replace, []
+
+    def read_between_the_renames(src, dst):
+        if os.fspath(dst) == os.fspath(third) and not third.exists():
+            resolved = resolve_checkpoint(run, "latest")
+            seen.append((resolved.name, _logits(load_checkpoint(resolved).model)))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", read_between_the_renames)
+    save_checkpoint(third, _model(seed=9), _tokenizer())
+    monkeypatch.undo()
+    [(name, between)] = seen
+    assert name.startswith(f".{third.name}.") and name.endswith(".old")
+    np.testing.assert_array_equal(between, logits)
+    assert sorted(p.name for p in third.parent.iterdir()) == ["step-0000001", "step-0000003"]  # nothing aside
+
+
+def test_a_kill_between_the_renames_resolves_the_newest_version_moved_aside(tmp_path):
+    run, _, third = _run_dir(tmp_path)
+    older = third.with_name(f".{third.name}.older.old")
+    shutil.copytree(third, older)
+    os.utime(older, ns=(1, 1))
+    logits = _logits(load_checkpoint(third).model)
+    os.replace(third, third.with_name(f".{third.name}.abc123.old"))
+    np.testing.assert_array_equal(_logits(load_checkpoint(resolve_checkpoint(run, "latest")).model), logits)
+
+
+def test_a_kill_between_the_renames_of_tinygpt_0_1_still_resolves(tmp_path):
+    run, _, third = _run_dir(tmp_path)
+    logits = _logits(load_checkpoint(third).model)
+    os.replace(third, third.with_name(f".{third.name}.old"))  # the fixed name 0.1 used
+    np.testing.assert_array_equal(_logits(load_checkpoint(resolve_checkpoint(run, "latest")).model), logits)
+
+
+def test_replacing_a_checkpoint_never_touches_a_users_folder_named_like_the_old_copy(tmp_path):
+    path, _ = _saved(tmp_path)
+    mine = tmp_path / ".ckpt.old"  # 0.1 moved the old version here, deleting what was there
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    save_checkpoint(path, _model(seed=9), _tokenizer())
+    assert (mine / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".ckpt.old", "ckpt"]
+
+
+def test_save_checkpoint_refuses_to_replace_what_is_not_a_checkpoint(tmp_path):
+    folder = tmp_path / "thesis"
+    folder.mkdir()
+    (folder / "chapter1.txt").write_text("mine")
+    with pytest.raises(
+        CheckpointError, match=r"thesis is a directory that is not a tinygpt checkpoint \(chapter1"
+    ):
+        save_checkpoint(folder, _model(), _tokenizer())
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(CheckpointError, match="is not a directory; refusing to replace it"):
+        save_checkpoint(tmp_path / "file", _model(), _tokenizer())
+    path, _ = _saved(tmp_path)
+    (path / "notes.txt").write_text("mine")  # a checkpoint the user added a file to
+    with pytest.raises(CheckpointError, match=r"\(notes\.txt\); refusing to replace it"):
+        save_checkpoint(path, _model(seed=9), _tokenizer())
+    assert [(folder / "chapter1.txt").read_text(), (tmp_path / "file").read_text()] == ["mine", "mine"]
+    assert (path / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "file", "thesis"]  # no debris
+    (tmp_path / "empty").mkdir()
+    save_checkpoint(tmp_path / "empty", _model(), _tokenizer())  # an empty directory is fine
 
 
 def test_crash_while_replacing_a_pointer_keeps_the_old_pointer(tmp_path, monkeypatch):
@@ -330,3 +393,17 @@ def test_checkpoint_files_are_readable_by_others(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o777 & ~umask
     run, _, _ = _run_dir(tmp_path)
     assert (run / "latest.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_commands_in_error_messages_quote_the_path(tmp_path):
+    # A command in a message is pasted into a shell: a path with spaces must come out quoted.
+    folder = tmp_path / "my model"
+    _model().save_pretrained(folder)  # no tokenizer files
+    quoted = shlex.quote(str(folder))
+    with pytest.raises(CheckpointError, match=re.escape(f"--local-dir {quoted}`")):
+        load_checkpoint(folder)
+    with pytest.raises(CheckpointError, match=re.escape(f"`tinygpt train --init-from {quoted} --out DIR`")):
+        load_checkpoint(folder, with_training_state=True)
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match=re.escape(f"--local-dir {quoted}`, or convert")):
+        load_checkpoint(folder)

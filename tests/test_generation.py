@@ -7,7 +7,7 @@ import pytest
 
 from tests.lm_helpers import host, tiny_model
 from tinygpt import backend
-from tinygpt.errors import ConfigError, TokenizerError
+from tinygpt.errors import ConfigError, ShapeError, TokenizerError
 from tinygpt.generation import TextGeneration, filter_logits, generate, generate_stream
 from tinygpt.tensor import no_grad
 from tinygpt.tokenizers import CharTokenizer
@@ -263,3 +263,53 @@ def test_stream_with_byte_level_bpe_yields_whole_characters_matching_sample():
     pieces = list(gen.stream("🙂", max_new_tokens=40, seed=5))
     assert "🙂" + "".join(pieces) == gen.sample("🙂", max_new_tokens=40, seed=5)[0]
     assert all(p for p in pieces)  # incomplete bytes are held back, never yielded as ''
+
+
+# A vocabulary padded beyond the tokenizer --------------------------------------------
+def _padded_generation(padding=53):
+    """A model scoring ``padding`` more ids than its tokenizer has, weighted so it prefers them."""
+    tokenizer = CharTokenizer.from_text(TEXT)
+    model = tiny_model(tokenizer.vocab_size + padding, seed=1, weight_std=0.5, block_size=8)
+    return TextGeneration(model, tokenizer), tokenizer
+
+
+def test_padded_ids_are_never_sampled_on_any_backend(xp_backend):
+    gen, tokenizer = _padded_generation()
+    [text] = gen.sample("he", 8, seed=0)
+    assert len(text) == 10 and set(text) <= set(tokenizer.chars)
+
+
+def test_padded_ids_are_never_sampled_and_every_sample_decodes():
+    gen, tokenizer = _padded_generation()
+    assert gen.padded_ids == 53
+    unmasked = generate(gen.model, [tokenizer.encode("he")], 60, seed=0)[0]
+    assert max(unmasked) >= tokenizer.vocab_size  # without the limit the padding would be drawn
+    for options in ({"seed": 0}, {"seed": 1, "top_k": 60}, {"seed": 2, "top_p": 0.99}, {"greedy": True}):
+        [text] = gen.sample("he", 60, **options)
+        assert len(text) == 62 and set(text) <= set(tokenizer.chars)
+        assert "he" + "".join(gen.stream("he", 60, **options)) == text
+
+
+def test_vocab_limit_keeps_ids_below_it_and_is_checked():
+    model = _model()
+    rows = generate(model, PROMPT, 50, seed=0, vocab_limit=3)
+    assert all(t < 3 for row in rows for t in row[len(PROMPT[0]) :])
+    for bad in (0, VOCAB + 1, 2.5):
+        with pytest.raises(ConfigError, match=rf"vocab_limit must be an integer in \[1, {VOCAB}\]"):
+            generate(model, PROMPT, 1, vocab_limit=bad)
+
+
+# Prompts are checked as the forward pass checks them ---------------------------------
+@pytest.mark.parametrize("call", [generate, lambda *a: list(generate_stream(*a))])
+def test_float_prompt_ids_are_refused_not_truncated(call):
+    with pytest.raises(
+        ShapeError, match=r"token ids must be integers, got dtype .*float.*round them with int\(\)"
+    ):
+        call(_model(), [[1.7, 2.2]], 3)
+
+
+def test_a_1d_prompt_says_prompts_are_b_by_t_and_how_to_wrap_one():
+    with pytest.raises(
+        ShapeError, match=r"shape \(B, T\), got a 1-D sequence of 2 ids; for one sequence pass \[ids\]"
+    ):
+        generate(_model(), [1, 2], 5)

@@ -51,7 +51,9 @@ def test_training_is_identical_on_numpy_and_array_api_strict() -> None:
 
 
 def run_demo(name: str) -> list[float]:
-    env = {**os.environ, "TINYGPT_BACKEND": name, "PYTHONPATH": str(ROOT)}
+    # The repository first, what PYTHONPATH held after it (a GPU machine's carried wheels live there).
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = {**os.environ, "TINYGPT_BACKEND": name, "PYTHONPATH": path}
     env.pop("TINYGPT_DEVICE", None)
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "mlp_demo.py")],

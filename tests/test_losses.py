@@ -78,6 +78,17 @@ def test_language_model_loss_rejects_bad_shapes(xp_backend) -> None:
         loss(Tensor(np.zeros((2, 1, V))), Tensor(TOKENS[:, :1]))
 
 
+def test_losses_take_plain_lists_of_ids_and_explain_a_wrong_shape(xp_backend) -> None:
+    logits = Tensor(np.zeros((2, 5, V)))
+    assert LanguageModelLoss()(logits, TOKENS.tolist()).item() == pytest.approx(math.log(V), rel=1e-6)
+    with pytest.raises(ShapeError, match=r"must be the model's output for tokens \(2,\) \(same B and T\)"):
+        LanguageModelLoss()(logits, [1, 2])
+    with pytest.raises(ShapeError, match=r"targets have shape \(2,\), expected \(2, 5\)"):
+        CrossEntropyLoss()(logits, [1, 2])
+    with pytest.raises(ShapeError, match="LanguageModelLoss tokens must be integers in .*, got NoneType"):
+        LanguageModelLoss()(logits, None)
+
+
 def test_cross_entropy_loss_rejects_bad_shapes(xp_backend) -> None:
     with pytest.raises(ShapeError):
         CrossEntropyLoss()(Tensor(np.zeros((3, V))), Tensor(np.array([1, 2])))

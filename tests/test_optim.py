@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from tinygpt import Parameter, Tensor
+from tinygpt import Dense, Parameter, Tensor, backend
 from tinygpt.errors import ConfigError
 from tinygpt.optim import SGD, Adam, AdamW, clip_grad_norm, clip_scale, grad_norm, warmup_cosine_lr
 
@@ -123,6 +123,60 @@ def test_optimizer_rejects_bad_settings() -> None:
         SGD([Parameter([1.0])], lr=-1.0)
     with pytest.raises(ConfigError, match="betas"):
         Adam([Parameter([1.0])], betas=(0.9, 1.0))
+
+
+NAN, INF = math.nan, math.inf
+BAD_SETTINGS = [
+    *[(cls, {"lr": v}, rf"lr must be a finite number >= 0, got {v}") for cls in (SGD, Adam, AdamW) for v in (NAN, INF, -1e-3)],
+    *[(cls, {"weight_decay": v}, "weight_decay must be a finite number >= 0") for cls in (SGD, Adam, AdamW) for v in (NAN, -0.1)],
+    (SGD, {"momentum": NAN}, r"momentum must be a finite number in \[0, 1\), got nan"),
+    (SGD, {"momentum": 1.0}, r"momentum must be a finite number in \[0, 1\), got 1.0"),
+    (SGD, {"momentum": -0.5}, r"momentum .* got -0.5"),
+    *[(cls, {"betas": v}, r"betas must be a pair of finite numbers in \[0, 1\)") for cls in (Adam, AdamW) for v in ((NAN, 0.9), (0.9, 1.5), (0.9,), 0.9)],
+    *[(cls, {"eps": v}, "eps must be a finite number > 0") for cls in (Adam, AdamW) for v in (0.0, -1e-8, NAN)],
+    (AdamW, {"lr": "3e-4"}, "lr must be a finite number >= 0, got '3e-4'"),
+    (AdamW, {"lr": True}, "lr must be a finite number >= 0, got True"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("cls", "settings", "message"), BAD_SETTINGS)
+def test_every_optimizer_refuses_non_finite_or_out_of_range_settings(cls, settings, message) -> None:
+    # One lr=nan step would make every weight NaN: refused where it enters, naming the value and a fix.
+    with pytest.raises(ConfigError, match=rf"^{cls.__name__}: {message}.*(usual|typical)"):
+        cls([Parameter([1.0])], **settings)
+    with pytest.raises(ConfigError, match=message):  # a group's own setting is checked the same way
+        cls([{"params": [Parameter([1.0])], **settings}])
+
+
+def test_set_lr_refuses_a_non_finite_rate() -> None:
+    opt = AdamW([Parameter([1.0])])
+    with pytest.raises(ConfigError, match="AdamW: lr must be a finite number >= 0, got nan"):
+        opt.set_lr(math.nan)
+    assert opt.param_groups[0]["lr"] == 1e-3
+
+
+def test_optimizers_take_parameters_and_say_so(xp_backend) -> None:
+    model = Dense(2, 1)
+    with pytest.raises(ConfigError, match=r"SGD optimizes tinygpt Parameters \(Tensors\), got ndarray"):
+        SGD([np.zeros(3)])
+    with pytest.raises(
+        ConfigError, match=r"takes a list of parameters, got Dense: pass model.parameters\(\)"
+    ):
+        AdamW(model)
+    with pytest.raises(ConfigError, match=r"a parameter group must be a dict with 'params'"):
+        AdamW([{"lr": 0.1}])
+    with pytest.raises(ConfigError, match=r"unknown setting 'weight_deacy' in a parameter group"):
+        AdamW([{"params": model.parameters(), "weight_deacy": 0.0}])
+
+
+@pytest.mark.parametrize("max_norm", [-1.0, 0.0, math.nan, math.inf, "1"])
+def test_clipping_refuses_a_max_norm_that_is_not_positive_and_finite(xp_backend, max_norm) -> None:
+    p = Parameter([3.0, 4.0])
+    p.grad_data = backend.asarray([3.0, 4.0])
+    for clip in (clip_grad_norm, clip_scale):
+        with pytest.raises(ConfigError, match=r"max_norm must be a finite number > 0, got .*1\.0 is usual"):
+            clip([p], max_norm)
+    np.testing.assert_array_equal(backend.to_numpy(p.grad_data), [3.0, 4.0])  # a negative one flipped signs
 
 
 def test_updates_keep_float32(xp_backend) -> None:

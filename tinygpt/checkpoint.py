@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from safetensors.numpy import save as st_save
 
 from tinygpt import backend
 from tinygpt.errors import CheckpointError, ConfigError, TinyGPTError
-from tinygpt.files import fsync_dir, fsync_write, json_bytes, publish_directory, umask
+from tinygpt.files import fsync_dir, fsync_write, json_bytes, listing, publish_directory, umask
 from tinygpt.models import GPTConfig, TinyGPT
 from tinygpt.models.huggingface import is_huggingface_directory, open_gpt2
 from tinygpt.models.weights import (
@@ -41,6 +42,7 @@ from tinygpt.models.weights import (
     read_checked,
     read_checkpoint_weights,
     read_config,
+    read_json,
     read_pointer,
     resolve_checkpoint,
 )
@@ -68,8 +70,13 @@ def save_checkpoint(
     optimizer_state: dict[str, Any] | None = None,
     trainer_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint directory at ``path`` atomically (replacing one that is there)."""
+    """Write a checkpoint directory at ``path`` atomically (replacing a checkpoint that is there).
+
+    Anything else at ``path`` (a file, a directory holding files a checkpoint does not) is refused,
+    so a mistyped path never costs a user's folder.
+    """
     path = Path(path)
+    _check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
@@ -100,6 +107,41 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+CHECKPOINT_FILES = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "optimizer.safetensors",
+    "trainer.json",
+)
+
+
+def _check_replaceable(path: Path) -> None:
+    """Refuse to replace ``path`` unless it is absent, an empty directory, or a tinygpt checkpoint."""
+    if not (path.exists() or path.is_symlink()):
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise CheckpointError(
+            f"{path} exists and is not a directory; refusing to replace it with a checkpoint: "
+            "choose another path (nothing was changed)"
+        )
+    names = sorted(p.name for p in path.iterdir())
+    if not names:
+        return
+    foreign = [name for name in names if name not in CHECKPOINT_FILES]
+    if not foreign:
+        try:
+            config = read_json(path, "config.json")
+        except CheckpointError:  # missing, a link, unreadable: not known to be ours
+            config = None
+        if isinstance(config, dict) and config.get("format") == FORMAT:
+            return
+    raise CheckpointError(
+        f"{path} is a directory that is not a tinygpt checkpoint "
+        f"({listing(foreign or names)}); refusing to replace it: choose another path (nothing was changed)"
+    )
 
 
 # Reading -------------------------------------------------------------------------
@@ -159,7 +201,7 @@ def load_checkpoint(
         if with_training_state:
             raise CheckpointError(
                 f"{path} is a pretrained model with no training state; fine-tune it with "
-                f"`tinygpt train --init-from {path} --out DIR` instead of resuming it"
+                f"`tinygpt train --init-from {shlex.quote(str(path))} --out DIR` instead of resuming it"
             )
         return load_pretrained(path)
     for _ in range(5):
@@ -181,7 +223,7 @@ def load_pretrained(path: str | os.PathLike[str]) -> Checkpoint:
     if tokenizer is None:
         raise CheckpointError(
             f"{path} has no tokenizer files; add the model's tokenizer.json (or vocab.json and merges.txt) "
-            f"to it, e.g. `huggingface-cli download gpt2 tokenizer.json vocab.json merges.txt --local-dir {path}`"
+            f"to it, e.g. `huggingface-cli download gpt2 tokenizer.json vocab.json merges.txt --local-dir {shlex.quote(str(path))}`"
         )
     model = TinyGPT.from_pretrained(path)
     if tokenizer.vocab_size > model.config.vocab_size:

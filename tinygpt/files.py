@@ -8,6 +8,8 @@ the old file or the new one, never a mixture.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 import shutil
@@ -64,25 +66,51 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def publish_directory(tmp: Path, path: Path) -> None:
-    """Swap the complete directory ``tmp`` in at ``path`` (replacing one there) with renames.
+    """Swap the complete directory ``tmp`` in at ``path`` with renames, deleting only what this call made.
 
-    Between the two renames ``path`` is absent and the previous version waits at
-    ``.<name>.old`` (readers of checkpoints look there); a failure puts it back.
+    The caller has checked that a directory already at ``path`` may be replaced. It is first
+    renamed onto an empty directory ``.<name>.<random>.old`` that ``mkdtemp`` creates here, a name
+    no one else can hold, then ``tmp`` is renamed to ``path`` and the old version deleted. Between
+    the two renames ``path`` is absent and ``moved_aside(path)`` finds the previous version (readers
+    of checkpoints look there); a failure puts it back.
     """
-    old = path.with_name(f".{path.name}.old")
+    if not (path.exists() or path.is_symlink()):
+        os.replace(tmp, path)  # one that appeared meanwhile and holds anything makes this fail: nothing lost
+        fsync_dir(path.parent)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
     try:
-        if path.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        os.replace(path, old)  # onto our own empty directory (POSIX rename replaces an empty one)
     except BaseException:
-        if old.exists() and not path.exists():  # failed between the renames: put the old one back
-            os.replace(old, path)
+        old.rmdir()
+        raise
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.replace(old, path)  # failed between the renames: put the old one back
         raise
     fsync_dir(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def moved_aside(path: Path) -> list[Path]:
+    """Where ``publish_directory`` may have left earlier versions of ``path`` (a kill between its renames), newest first.
+
+    ``.<name>.old`` is where tinygpt 0.1 left them; it is read, never deleted, here.
+    """
+    found = [*path.parent.glob(f".{glob.escape(path.name)}.*.old"), path.with_name(f".{path.name}.old")]
+    candidates = []
+    for folder in found:
+        with contextlib.suppress(OSError):
+            if folder.is_dir() and not folder.is_symlink():
+                candidates.append((folder.stat().st_mtime_ns, folder))
+    return [folder for _, folder in sorted(candidates, reverse=True)]
+
+
+def listing(names: list[str], shown: int = 5) -> str:
+    """A few names for an error message: ``a, b, c, d, e and 3 more``."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def json_bytes(data: Any) -> bytes:

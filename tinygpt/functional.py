@@ -11,6 +11,7 @@ primitives. Tests check each fused op against its composed form.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from tinygpt import backend
 from tinygpt.backend import Generator
@@ -159,10 +160,31 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Te
     return Tensor.from_op(out, (x, weight, bias), backward)
 
 
-def _as_index_array(ids: Tensor | Array) -> Array:
+def index_array(ids: Any, what: str = "token ids") -> Array:
+    """Integer ids as a backend array: a Tensor's data, a backend array, or nested lists converted.
+
+    Anything else (None, floats, strings) is refused naming what was expected: a float id
+    would otherwise be truncated somewhere without a word.
+    """
     data = ids.data if isinstance(ids, Tensor) else ids
+    if not isinstance(ids, Tensor) and not hasattr(data, "device"):  # nested lists, or a host NumPy array
+        if not isinstance(data, list | tuple) and not hasattr(data, "shape"):
+            raise ShapeError(
+                f"{what} must be integers in a backend array, a Tensor or nested lists, got {type(ids).__name__}"
+            )
+        try:
+            data = backend.asarray(data)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ShapeError(f"{what} must be integers in nested lists, got {ids!r:.60}: {exc}") from None
+        if 0 in data.shape:  # [] or [[]]: no values to be floats; the caller's shape check explains
+            data = backend.asarray(ids, dtype=backend.current().int_dtype)
     if not backend.current().xp.isdtype(data.dtype, "integral"):
-        raise ShapeError(f"expected integer token ids, got dtype {data.dtype}")
+        hint = (
+            ": floats are not ids (round them with int() first)"
+            if backend.current().xp.isdtype(data.dtype, "real floating")
+            else ""
+        )
+        raise ShapeError(f"{what} must be integers, got dtype {data.dtype}{hint}")
     return data
 
 
@@ -189,7 +211,7 @@ def embedding(ids: Tensor | Array, weight: Tensor) -> Tensor:
     """
     b = backend.current()
     xp = b.xp
-    idx = _as_index_array(ids)
+    idx = index_array(ids)
     flat = xp.reshape(idx, (-1,))
     vocab, width = weight.shape
     _check_ids(flat, vocab)
@@ -210,7 +232,7 @@ def cross_entropy(logits: Tensor, targets: Tensor | Array) -> Tensor:
     """
     b = backend.current()
     xp = b.xp
-    tgt = _as_index_array(targets)
+    tgt = index_array(targets, "cross_entropy targets")
     vocab = logits.shape[-1]
     if tuple(tgt.shape) != logits.shape[:-1]:
         raise ShapeError(

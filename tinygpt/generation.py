@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tinygpt import backend
-from tinygpt.errors import ConfigError, ShapeError
-from tinygpt.models.gpt import TinyGPT
+from tinygpt.errors import ConfigError
+from tinygpt.models.gpt import TinyGPT, token_ids
 from tinygpt.progress import Progress
 from tinygpt.tensor import Array, no_grad
 from tinygpt.tokenizers import Tokenizer
@@ -70,22 +70,33 @@ def generate_stream(
     rng: backend.Generator | None = None,
     use_cache: bool = True,
     greedy: bool = False,
+    vocab_limit: int | None = None,
 ) -> Iterator[list[int]]:
     """Yield the next token of every row, one step at a time: lists of B ints.
 
     ``ids`` (B, T) is the prompt; ``greedy`` takes the most likely token
     instead of sampling. Without the cache, each step re-runs the last
     ``block_size`` tokens (the reference the cache is tested against).
+    ``vocab_limit`` makes only ids below it possible: a model whose vocabulary
+    is padded beyond its tokenizer's (common in Hugging Face models) never
+    picks an id the tokenizer cannot decode.
     """
     validate_sampling(temperature, top_k, top_p)
     if max_new_tokens < 0:
         raise ConfigError(f"max_new_tokens (--max-new-tokens) must be >= 0, got {max_new_tokens}")
-    rows = [list(map(int, row)) for row in (backend.to_numpy(ids).tolist() if hasattr(ids, "shape") else ids)]
-    if not rows or not rows[0] or any(len(r) != len(rows[0]) for r in rows):
-        raise ShapeError("generation needs a non-empty prompt of equal length in every row (B, T)")
+    rows = prompt_rows(ids)
+    vocab = model.config.vocab_size
+    if vocab_limit is not None and (type(vocab_limit) is not int or not 1 <= vocab_limit <= vocab):
+        raise ConfigError(
+            f"vocab_limit must be an integer in [1, {vocab}] (the model's vocabulary), got {vocab_limit!r}"
+        )
     rng = rng or backend.Generator(seed)
     block = model.config.block_size
-    xp = backend.current().xp
+    b = backend.current()
+    xp = b.xp
+    allowed = None
+    if vocab_limit is not None and vocab_limit < vocab:
+        allowed = xp.arange(vocab, dtype=b.int_dtype, device=b.device)[None, :] < vocab_limit  # (1, V)
     was_training = model.training
     model.eval()
     try:
@@ -97,6 +108,8 @@ def generate_stream(
             else:
                 logits = model.next_token_logits(_ids([r[-block:] for r in rows])).data
             for step in range(max_new_tokens):
+                if allowed is not None:
+                    logits = xp.where(allowed, logits, -xp.inf)
                 if greedy:
                     nxt = backend.to_numpy(xp.argmax(logits, axis=-1)).tolist()
                 else:
@@ -120,6 +133,11 @@ def generate_stream(
         model.train(was_training)
 
 
+def prompt_rows(ids: Sequence[Sequence[int]] | Array) -> list[list[int]]:
+    """Prompt ids (B, T) as B lists of ints, checked as the forward pass checks them (no float ids)."""
+    return [[int(t) for t in row] for row in backend.to_numpy(token_ids(ids)).tolist()]
+
+
 def _ids(rows: list[list[int]]) -> Array:
     return backend.asarray(rows, dtype=backend.current().int_dtype)
 
@@ -135,7 +153,7 @@ def generate(
 
     ``show_progress=None`` shows a bar over the tokens when stderr is a terminal.
     """
-    rows = [list(map(int, r)) for r in (backend.to_numpy(ids).tolist() if hasattr(ids, "shape") else ids)]
+    rows = prompt_rows(ids)
     with Progress(total=max_new_tokens, enabled=show_progress, desc="sample") as progress:
         for step in generate_stream(model, rows, max_new_tokens, **options):
             for row, token in zip(rows, step, strict=True):
@@ -145,11 +163,22 @@ def generate(
 
 
 class TextGeneration:
-    """Text in, text out: a model and its tokenizer wrapped for sampling."""
+    """Text in, text out: a model and its tokenizer wrapped for sampling.
+
+    A model may score more ids than its tokenizer has (Hugging Face models often pad the
+    vocabulary to a round size): those ids are never sampled, so every output decodes.
+    ``padded_ids`` says how many are excluded.
+    """
 
     def __init__(self, model: TinyGPT, tokenizer: Tokenizer) -> None:
         self.model = model
         self.tokenizer = tokenizer
+        self.padded_ids = max(0, model.config.vocab_size - tokenizer.vocab_size)
+
+    def _options(self, options: dict[str, Any]) -> dict[str, Any]:
+        if self.padded_ids:
+            return {"vocab_limit": self.tokenizer.vocab_size, **options}
+        return options
 
     def prompt_ids(self, prompt: str, on_unknown: str = "error") -> list[int]:
         """The ids generation starts from; an empty prompt starts where the tokenizer says text begins."""
@@ -167,7 +196,7 @@ class TextGeneration:
         if num_samples < 1:
             raise ConfigError(f"num_samples (--num-samples) must be >= 1, got {num_samples}")
         ids = self.prompt_ids(prompt, on_unknown)
-        rows = generate(self.model, [ids] * num_samples, max_new_tokens, **options)
+        rows = generate(self.model, [ids] * num_samples, max_new_tokens, **self._options(options))
         start = 0 if prompt else len(ids)
         return [self.tokenizer.decode(r[start:]) for r in rows]
 
@@ -184,5 +213,5 @@ class TextGeneration:
         """
         ids = self.prompt_ids(prompt, on_unknown)
         validate_sampling(options.get("temperature", 1.0), options.get("top_k"), options.get("top_p"))
-        steps = generate_stream(self.model, [ids], max_new_tokens, **options)
+        steps = generate_stream(self.model, [ids], max_new_tokens, **self._options(options))
         return self.tokenizer.decode_stream(step[0] for step in steps)

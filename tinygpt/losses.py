@@ -32,7 +32,7 @@ class LanguageModelLoss(Module):
     """Mean next-token cross-entropy: logits (B, T, V) from tokens (B, T) vs tokens shifted by one."""
 
     def forward(self, logits: Tensor, tokens: Tensor | Array) -> Tensor:
-        ids = tokens.data if isinstance(tokens, Tensor) else tokens
+        ids = F.index_array(tokens, "LanguageModelLoss tokens")
         if logits.shape[:2] != tuple(ids.shape):
             raise ShapeError(
                 f"LanguageModelLoss: logits {logits.shape} must be the model's output for tokens "

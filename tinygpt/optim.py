@@ -16,17 +16,72 @@ from typing import Any
 from tinygpt import backend
 from tinygpt.errors import ConfigError
 from tinygpt.layers.module import Parameter
-from tinygpt.tensor import Array, no_grad, op
+from tinygpt.tensor import Array, Tensor, no_grad, op
+
+# Every optimizer and clipping setting with its allowed range, checked in one place: at construction
+# (the defaults and each group's overrides), by set_lr and by clip_scale, so one NaN cannot poison
+# every weight.
+_SETTINGS: dict[str, tuple[Callable[[float], bool], str, str]] = {
+    "lr": (lambda x: x >= 0, ">= 0", "a typical learning rate is 1e-3 for Adam/AdamW, 0.01-0.1 for SGD"),
+    "momentum": (lambda x: 0 <= x < 1, "in [0, 1)", "0.9 is usual; 0 turns momentum off"),
+    "weight_decay": (lambda x: x >= 0, ">= 0", "0.01-0.1 is usual; 0 turns it off"),
+    "eps": (lambda x: x > 0, "> 0", "1e-8 is usual: it keeps the division away from zero"),
+    "beta": (lambda x: 0 <= x < 1, "in [0, 1)", "(0.9, 0.999) is usual"),
+    "max_norm": (lambda x: x > 0, "> 0", "1.0 is usual (to not clip, do not call it)"),
+}
 
 
-def _groups(params: Iterable[Any], defaults: dict[str, Any]) -> list[dict[str, Any]]:
+def check_optimizer_settings(owner: str, settings: dict[str, Any]) -> None:
+    """Raise ConfigError unless every known setting is a finite number in its range (betas: a pair)."""
+    for key, value in settings.items():
+        if key == "betas":
+            pair = isinstance(value, tuple | list) and len(value) == 2
+            if not (pair and all(_in_range(beta, "beta") for beta in value)):
+                raise ConfigError(
+                    f"{owner}: betas must be a pair of finite numbers in [0, 1), got {value!r}; "
+                    f"{_SETTINGS['beta'][2]}"
+                )
+        elif key in _SETTINGS and not _in_range(value, key):
+            _, allowed, hint = _SETTINGS[key]
+            raise ConfigError(f"{owner}: {key} must be a finite number {allowed}, got {value!r}; {hint}")
+
+
+def _in_range(value: Any, rule: str) -> bool:
+    try:
+        number = math.nan if isinstance(value, bool | str) else float(value)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(number) and _SETTINGS[rule][0](number)
+
+
+def _groups(owner: str, params: Iterable[Any], defaults: dict[str, Any]) -> list[dict[str, Any]]:
+    if isinstance(params, Tensor) or hasattr(params, "parameters"):
+        raise ConfigError(
+            f"{owner} takes a list of parameters, got {type(params).__name__}: pass model.parameters()"
+        )
     items = list(params)
     if not items:
-        raise ConfigError("optimizer got an empty parameter list")
+        raise ConfigError(f"{owner} got an empty parameter list: pass model.parameters()")
     groups = items if isinstance(items[0], dict) else [{"params": items}]
     out = []
     for group in groups:
+        if not isinstance(group, dict) or "params" not in group:
+            raise ConfigError(
+                f"{owner}: a parameter group must be a dict with 'params' (and settings), got {group!r:.80}"
+            )
+        unknown = sorted(set(group) - set(defaults) - {"params"})
+        if unknown:
+            raise ConfigError(
+                f"{owner}: unknown setting {unknown[0]!r} in a parameter group; known: {sorted(defaults)}"
+            )
         merged = {**defaults, **group, "params": list(group["params"])}
+        for p in merged["params"]:
+            if not isinstance(p, Tensor):
+                raise ConfigError(
+                    f"{owner} optimizes tinygpt Parameters (Tensors), got {type(p).__name__}: "
+                    "pass model.parameters(), or wrap an array as tinygpt.Parameter(array)"
+                )
+        check_optimizer_settings(owner, {k: v for k, v in group.items() if k != "params"})
         out.append(merged)
     return out
 
@@ -35,9 +90,8 @@ class Optimizer:
     """Base class: holds parameter groups and per-parameter state."""
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
-        if defaults.get("lr", 0.0) < 0:
-            raise ConfigError(f"learning rate must be >= 0, got {defaults['lr']}")
-        self.param_groups = _groups(params, defaults)
+        check_optimizer_settings(type(self).__name__, defaults)
+        self.param_groups = _groups(type(self).__name__, params, defaults)
         self.state: dict[int, dict[str, Any]] = {}
         self.step_count = 0
 
@@ -47,6 +101,7 @@ class Optimizer:
 
     def set_lr(self, lr: float) -> None:
         """Set the learning rate of every group (schedules call this each step)."""
+        check_optimizer_settings(type(self).__name__, {"lr": lr})
         for group in self.param_groups:
             group["lr"] = lr
 
@@ -137,10 +192,7 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        for beta in betas:
-            if not 0.0 <= beta < 1.0:
-                raise ConfigError(f"Adam betas must be in [0, 1), got {betas}")
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
 
     def _update(
         self, p: Parameter, g: Array, group: dict[str, Any], state: dict[str, Any], grad_scale: float
@@ -215,6 +267,7 @@ def clip_scale(params: Iterable[Parameter], max_norm: float) -> tuple[float, flo
     Pass the factor to ``optimizer.step(grad_scale=...)``: clipping then costs
     no pass of its own over the gradients. A non-finite norm gives factor 1.
     """
+    check_optimizer_settings("gradient clipping", {"max_norm": max_norm})  # max_norm < 0 flips every sign
     norm = grad_norm(params)
     if math.isfinite(norm) and norm > max_norm:
         return norm, max_norm / (norm + 1e-6)

@@ -191,7 +191,11 @@ def test_manual_seed_makes_default_generator_repeatable(xp_backend) -> None:
 
 
 def test_every_backend_draws_identical_numbers(xp_backend) -> None:
-    """One host generator: the same seed gives the same numbers as NumPy on every backend."""
+    """One host generator: the same seed gives the same numbers as NumPy on every backend.
+
+    Dropout masks too, where the library draws them on the host; CuPy draws them on the GPU
+    (seeded from the host stream, so they repeat with it, but are other numbers: docs/gpu.md).
+    """
 
     def draws() -> list[np.ndarray]:
         g = backend.Generator(42)
@@ -199,13 +203,15 @@ def test_every_backend_draws_identical_numbers(xp_backend) -> None:
             backend.to_numpy(g.normal((3, 2), std=0.5)),
             backend.to_numpy(g.uniform((4,), -1.0, 1.0)),
             backend.to_numpy(g.integers(0, 100, (5,))),
-            backend.to_numpy(g.keep_mask((6,), 0.5)),
             backend.to_numpy(g.categorical(backend.asarray([[0.2, 0.8], [0.5, 0.5]]))),
+            backend.to_numpy(g.keep_mask((6,), 0.5)),  # last: a GPU mask takes fewer host draws
         ]
 
     here = draws()
     with backend.using("numpy"):
         reference = draws()
+    if type(xp_backend.library).keep_mask is not backend.ArrayLibrary.keep_mask:
+        here.pop(), reference.pop()
     for a, b in zip(here, reference, strict=True):
         np.testing.assert_array_equal(a, b)
 

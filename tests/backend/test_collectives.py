@@ -1,20 +1,34 @@
 """Flat buffers and the sum over ranks, with a stand-in for MPI (real MPI runs in tests/training/test_data_parallel.py)."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
 from tests.lm_helpers import host
 from tinygpt import backend
 from tinygpt.backend import collectives
+from tinygpt.backend.library import ArrayLibrary
 
 
 class TwoRanks:
-    """Plays rank 0 of two: the other rank always contributes ``other`` and broadcasts ``theirs``."""
+    """Plays rank 0 of two: the other rank contributes ``other`` to sums of buffers, broadcasts ``theirs``,
+    and votes in set-up (``sum_floats``) as this rank does.
+
+    The tests pass ``shared_device=True``: a real NCCL communicator would wait for a second process.
+    """
 
     rank, size = 0, 2
 
     def __init__(self, other, theirs=None):
         self.other, self.theirs, self.calls = other, theirs, []
+
+    def sum_floats(self, values):
+        return [2 * v for v in values]
+
+    @contextlib.contextmanager
+    def waiting(self, what):
+        yield
 
     def all_reduce_sum(self, buffer):
         view = np.frombuffer(memoryview(buffer), dtype=np.asarray(buffer).dtype)
@@ -43,19 +57,28 @@ def test_sum_over_ranks_adds_every_element_on_each_backend(xp_backend):
     mine = backend.asarray(np.arange(6, dtype=np.float32))
     other = np.full(6, 0.5, dtype=np.float32)
     ranks = TwoRanks(other)
-    together = collectives.Collectives(ranks)
+    together = collectives.Collectives(ranks, shared_device=True)
     total = together.all_reduce_sum(mine)
     np.testing.assert_array_equal(host(total), np.arange(6) + 0.5)
     assert total.dtype == mine.dtype
     assert ranks.calls == [("sum", "numpy")]  # MPI only ever sees host memory
     in_place = xp_backend.name in ("numpy", "torch")  # their arrays' own memory is a host buffer
     expected = "MPI" if in_place else "MPI, staged through host memory"
-    assert together.method == expected and together.warning is None
+    assert together.method == expected
+    has_device_communicator = (
+        type(xp_backend.library).device_collectives is not ArrayLibrary.device_collectives
+    )
+    if has_device_communicator:  # CuPy: NCCL declined, and the one line says why
+        assert "ranks share a GPU" in together.warning
+    else:
+        assert together.warning is None
 
 
 def test_broadcast_gives_every_rank_the_roots_values(xp_backend):
     ranks = TwoRanks(None, theirs=np.arange(4, dtype=np.float32))
-    got = collectives.Collectives(ranks).broadcast(backend.asarray(np.zeros(4, dtype=np.float32)), 0)
+    got = collectives.Collectives(ranks, shared_device=True).broadcast(
+        backend.asarray(np.zeros(4, dtype=np.float32)), 0
+    )
     np.testing.assert_array_equal(host(got), np.arange(4))
     assert ranks.calls == [("broadcast", 0)]
 

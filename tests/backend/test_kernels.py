@@ -34,7 +34,10 @@ def test_gelu_chunked_numpy_path_equals_portable_form(xp_backend):
     fast = [backend.to_numpy(a) for a in backend.gelu_and_slope(x)]
     portable = [backend.to_numpy(a) for a in backend.gelu_and_slope_portable(x)]
     for f, p in zip(fast, portable, strict=True):
-        np.testing.assert_array_equal(f, p)  # the same function, chunk by chunk
+        if xp_backend.name == "numpy":
+            np.testing.assert_array_equal(f, p)  # the same function, chunk by chunk
+        else:  # CuPy's one kernel: NVRTC contracts a * b + c to one FMA, one rounding fewer
+            np.testing.assert_allclose(f, p, rtol=2e-6, atol=2e-6)
 
 
 def test_gelu_and_slope_match_the_formula_in_float64(xp_backend, float64):

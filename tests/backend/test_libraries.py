@@ -152,3 +152,17 @@ def test_a_bad_device_is_the_same_one_line_error_on_every_backend(name):
     assert "\n" not in message
     if "not installed" not in message and "no CUDA GPU" not in message:  # the library itself is missing
         assert message.startswith(f"bad {name} device 'bogus:7'") and "use one of" in message
+
+
+def test_torch_tf32_switch_uses_the_api_torch_has():
+    torch = pytest.importorskip("torch")
+    from tinygpt.backend.libraries.torch import _allow_tf32
+
+    matmul = torch.backends.cuda.matmul
+    name = "fp32_precision" if hasattr(matmul, "fp32_precision") else "allow_tf32"
+    before = getattr(matmul, name)
+    try:
+        _allow_tf32(torch)
+        assert getattr(matmul, name) in ("tf32", True)
+    finally:
+        setattr(matmul, name, before)

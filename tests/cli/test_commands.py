@@ -2,6 +2,7 @@
 
 import json
 import math
+import shlex
 import shutil
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from tests.lm_helpers import PYTHON, subprocess_env
 from tinygpt import backend
 from tinygpt.cli import main
 from tinygpt.data import min_text_length
+from tinygpt.errors import BackendError
 
 TEXT = "First Citizen: Before we proceed any further, hear me speak.\n" * 6  # 366 characters
 TINY = [
@@ -85,6 +87,17 @@ def test_train_prints_a_sample_when_asked(capsys, corpus, tmp_path):
     assert code == 0
     after = out.split("sample with:")[1].split("\n", 1)[1]  # the sample starts from a newline
     assert len(after) == 1 + 30 + 1 and set(after) <= set(TEXT)
+
+
+def test_the_printed_sample_command_pastes_as_is(capsys, corpus, tmp_path):
+    out = tmp_path / "a b" / "run ☃ $HOME 'x'"
+    code, text, err = run_cli(capsys, "train", "--text", corpus, "--out", out, *TINY)
+    assert code == 0, err
+    command = shlex.split(text.split("sample with: ")[1].splitlines()[0])
+    assert command == ["tinygpt", "sample", "--checkpoint", str(out)]
+    code, sample, err = run_cli(capsys, *command[1:], "--max-new-tokens", 5)
+    assert code == 0, err
+    assert len(sample) == 5 + 1
 
 
 def test_sample_prints_text(capsys, run_dir):
@@ -376,6 +389,25 @@ def test_cupy_backend_without_cupy_says_what_to_do(tmp_path, corpus):
     assert_one_line_error(
         done.returncode, done.stderr, "CuPy is not installed", "pip install", "TINYGPT_BACKEND"
     )
+
+
+def test_an_unusable_device_is_named_as_the_user_gave_it(capsys, run_dir, monkeypatch):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this torch has a CUDA GPU")
+    monkeypatch.delenv("TINYGPT_DEVICE", raising=False)
+    for flags in (["--backend", "torch", "--device", "cuda"], ["--device", "cuda"]):
+        monkeypatch.setenv("TINYGPT_BACKEND", "torch")  # the second: backend from the environment
+        code, _, err = run_cli(capsys, "info", "--checkpoint", run_dir, *flags)
+        assert_one_line_error(code, err, "--device cuda but torch sees no CUDA GPU", "or use --device cpu")
+        assert "TINYGPT_DEVICE" not in err
+    monkeypatch.setenv("TINYGPT_DEVICE", "cuda")  # typed as a variable: named as a variable
+    with pytest.raises(
+        BackendError, match=r"^TINYGPT_DEVICE=cuda but torch sees no CUDA GPU.*TINYGPT_DEVICE=cpu"
+    ):
+        backend.use("torch", "cuda")
+    code, _, err = run_cli(capsys, "info", "--checkpoint", run_dir, "--device", "cuda:1")
+    assert_one_line_error(code, err, "--device cuda:1 but torch sees no CUDA GPU")
 
 
 def test_bad_flag_in_a_fresh_process_has_no_traceback(tmp_path, corpus):

@@ -269,8 +269,3 @@ def test_export_refusals_are_one_line(capsys, text_file, tmp_path):
     assert code == 0, err
     code, _, err = run_cli(capsys, "export", "--checkpoint", run, "--out", tmp_path / "hf")
     assert_one_line_error(code, err, "sinusoidal positions")
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "notes.txt").write_text("keep")
-    code, _, err = run_cli(capsys, "export", "--checkpoint", run, "--out", tmp_path / "mine")
-    assert_one_line_error(code, err, "refusing to overwrite")
-    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"

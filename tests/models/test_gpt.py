@@ -94,9 +94,19 @@ def test_plain_lists_work_and_a_1d_prompt_is_explained(xp_backend):
         model([1, 2, 3])
 
 
-@pytest.mark.parametrize("ids", [[[]], [], [[1.5, 2.0]], "abc"])
-def test_empty_float_or_text_ids_are_refused(xp_backend, ids):
-    with pytest.raises(ShapeError):
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        ([[]], r"at least one sequence of at least one token, got shape \(1, 0\)"),
+        ([], r"got a 1-D sequence of 0 ids"),
+        ([[1.5, 2.0]], r"must be integers, got dtype .*float.*round them with int\(\)"),
+        ("abc", r"must be integers in a backend array, a Tensor or nested lists, got str"),
+        (None, r"must be integers in a backend array, a Tensor or nested lists, got NoneType"),
+        ({"ids": [1]}, r"got dict"),
+    ],
+)
+def test_empty_float_text_or_missing_ids_are_refused_naming_what_was_expected(xp_backend, ids, message):
+    with pytest.raises(ShapeError, match=message):
         _small()(ids)
 
 

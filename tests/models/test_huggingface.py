@@ -279,18 +279,6 @@ def test_sinusoidal_models_cannot_be_exported(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_export_refuses_a_directory_it_did_not_write_and_replaces_its_own(tmp_path):
-    model = TinyGPT(GPTConfig(vocab_size=10, n_layer=1, n_head=2, n_embd=8))
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(ConfigError, match="did not write; refusing to overwrite"):
-        model.save_pretrained(tmp_path / "mine")
-    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
-    model.save_pretrained(tmp_path / "out")
-    model.save_pretrained(tmp_path / "out")  # its own export: replaced
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json", "model.safetensors"]
-
-
 def test_from_pretrained_also_reads_a_tinygpt_run_directory(tmp_path):
     from tinygpt.checkpoint import save_checkpoint
     from tinygpt.tokenizers import CharTokenizer

@@ -8,6 +8,7 @@ import pytest
 
 from tests.lm_helpers import PYTHON, subprocess_env
 from tinygpt import backend
+from tinygpt.backend import registry
 from tinygpt.errors import ConfigError, MissingExtraError
 from tinygpt.training import distributed
 from tinygpt.training.data_parallel import DataParallel, _buckets
@@ -134,3 +135,94 @@ def test_each_ranks_dropout_comes_from_seed_step_and_rank(xp_backend):
     assert not np.array_equal(draws[0], draws[1])  # ranks drop different units
     np.testing.assert_array_equal(draws[0], draws[2])  # a resumed rank repeats its masks
     assert not np.array_equal(draws[0], draws[3])
+
+
+# Which GPU each rank takes -----------------------------------------------------------------
+class FakeGPUs(backend.ArrayLibrary):
+    """One rank's view of a GPU library: the GPUs it sees (CUDA numbers them 0..n-1) and their PCI bus ids."""
+
+    name = "fakegpu"
+    gpu_device = "gpu"
+    devices = "gpu, gpu:N"
+    default_on_gpu = True
+
+    def __init__(self, bus_ids: list[str]) -> None:
+        self.bus_ids, self.loaded = bus_ids, []
+
+    def load(self, device):
+        self.loaded.append(device)
+        return np, device or "gpu:0"
+
+    def device_is_host(self, device):
+        return False
+
+    def gpu_count(self):
+        return len(self.bus_ids)
+
+    def gpu_identity(self, device):
+        return self.bus_ids[int(device.rpartition(":")[2])]
+
+
+def _place(
+    views: list[list[str]], monkeypatch, device: str | None = None
+) -> tuple[list[FakeGPUs], list[bool]]:
+    """Run ``use_local_gpu`` on every rank of one machine; ``views[r]``: the bus ids rank r sees."""
+    monkeypatch.delenv("TINYGPT_DEVICE", raising=False)
+    size = len(views)
+    libraries = [FakeGPUs(view) for view in views]
+    said: list[str] = []
+    heard: list[str] = []
+
+    class Rank(World):
+        def gather_text(self, text):  # an all-gather in two passes: every rank speaks, then all hear
+            said.append(text)
+            return heard or [text]
+
+    shared = []
+    previous = backend.current()
+    try:
+        for _ in range(2):
+            shared.clear()
+            for r, library in enumerate(libraries):
+                library.loaded.clear()
+                monkeypatch.setitem(registry.LIBRARIES, "fakegpu", library)
+                rank = Rank(rank=r, size=size, local_rank=r, local_size=size)
+                shared.append(rank.use_local_gpu("fakegpu", device))
+            heard = said[:size]
+    finally:
+        backend.use(previous.name, None)
+    return libraries, shared
+
+
+def test_slurm_gpus_per_task_gives_each_rank_its_own_gpu_numbered_0(monkeypatch):
+    # --gpus-per-task=1: each rank sees one GPU, cuda:0, a different one for each rank
+    libraries, shared = _place(
+        [["0000:1A:00.0"], ["0000:1B:00.0"], ["0000:3D:00.0"], ["0000:3E:00.0"]], monkeypatch
+    )
+    assert [lib.loaded for lib in libraries] == [["gpu:0"]] * 4
+    assert shared == [False] * 4  # one GPU per rank: NCCL stays on (before: 4 ranks > 1 GPU = "shared")
+
+
+def test_each_rank_takes_the_gpu_of_its_local_rank_and_touches_no_other(monkeypatch):
+    ids = ["0000:1A:00.0", "0000:1B:00.0", "0000:3D:00.0", "0000:3E:00.0"]
+    libraries, shared = _place([ids] * 4, monkeypatch)
+    assert [lib.loaded for lib in libraries] == [
+        ["gpu:0"],
+        ["gpu:1"],
+        ["gpu:2"],
+        ["gpu:3"],
+    ]  # never gpu:0 first
+    assert shared == [False] * 4
+
+
+def test_more_ranks_than_gpus_share_them_and_say_so(monkeypatch):
+    libraries, shared = _place([["0000:1A:00.0", "0000:1B:00.0"]] * 4, monkeypatch)
+    assert [lib.loaded[0] for lib in libraries] == ["gpu:0", "gpu:1", "gpu:0", "gpu:1"]
+    assert shared == [True] * 4
+
+
+def test_a_device_named_for_every_rank_is_shared_only_if_it_is_one_gpu(monkeypatch):
+    _, shared = _place([["0000:1A:00.0", "0000:1B:00.0"]] * 2, monkeypatch, device="gpu:0")
+    assert shared == [True, True]  # both on the machine's first GPU
+    _, shared = _place([["0000:1A:00.0"], ["0000:1B:00.0"]], monkeypatch, device="gpu:0")
+    assert shared == [False, False]  # "gpu:0" of each rank's own view: two GPUs

@@ -12,7 +12,7 @@ import pytest
 
 from tests.lm_helpers import subprocess_env, tiny_model
 from tinygpt.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
-from tinygpt.errors import ConfigError
+from tinygpt.errors import CheckpointError, ConfigError
 from tinygpt.tokenizers import CharTokenizer
 from tinygpt.training.run_directory import RunDirectory
 
@@ -254,3 +254,30 @@ def test_readers_never_fail_while_a_writer_saves_and_prunes(tmp_path):
     for t in threads:
         t.join(timeout=120)
     assert not errors, errors[:3]
+
+
+def test_rewriting_metrics_goes_through_a_fresh_temporary_name(tmp_path):
+    run = _started(tmp_path)
+    for step in (0, 10, 20):
+        run.log({"iter": step, "val_loss": 1.0})
+    fixed = run.path / ".metrics.jsonl.tmp"  # the name tinygpt 0.1 rewrote through, whoever held it
+    fixed.write_text("not ours to overwrite")
+    run.trim_metrics(before_step=20)
+    assert [json.loads(line)["iter"] for line in (run.path / "metrics.jsonl").read_text().splitlines()] == [
+        0,
+        10,
+    ]
+    assert fixed.read_text() == "not ours to overwrite"
+    assert sorted(p.name for p in run.path.iterdir() if p.name.startswith(".")) == [".metrics.jsonl.tmp"]
+
+
+def test_a_users_checkpoint_named_like_the_next_one_is_never_replaced(tmp_path):
+    run = _started(tmp_path)
+    first = run.save(1, _model(1), _tokenizer())
+    lookalike = run.path / "checkpoints" / "step-0000002"  # the user's copy, named like the next save
+    shutil.copytree(first, lookalike)
+    before = _tree(lookalike)
+    with pytest.raises(CheckpointError, match=r"step-0000002 exists, but this run did not write it"):
+        run.save(2, _model(2), _tokenizer())
+    assert _tree(lookalike) == before
+    assert resolve_checkpoint(run.path, "latest") == first

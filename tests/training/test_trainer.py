@@ -51,6 +51,12 @@ def _trainer(text=PATTERN_TEXT, out_dir=None, model_seed=0, callbacks=(), **over
     )
 
 
+def _repeats(value):
+    """``value`` as a repeat must give it: bit for bit, or to float32 rounding where the backend is
+    not ``repeatable`` (CuPy: atomic adds in the embedding gradient; docs/gpu.md)."""
+    return value if backend.current().library.repeatable else pytest.approx(value, rel=1e-4, abs=1e-6)
+
+
 def _step_losses():
     losses = {}
 
@@ -104,7 +110,7 @@ def test_same_seed_gives_bit_identical_losses():
         losses, record = _step_losses()
         _trainer(callbacks=[record], max_iters=50, eval_interval=50, dropout=0.1).train()
         runs.append([losses[s] for s in range(1, 51)])
-    assert runs[0] == runs[1]
+    assert runs[1] == _repeats(runs[0])
     losses, record = _step_losses()
     _trainer(callbacks=[record], max_iters=50, eval_interval=50, dropout=0.1, seed=8).train()
     assert [losses[s] for s in range(1, 51)] != runs[0]
@@ -127,28 +133,24 @@ def test_resume_repeats_the_uninterrupted_losses_exactly(tmp_path, stop_at):
     box["trainer"] = _trainer(out_dir=tmp_path / "split", callbacks=[stop], **options)
     with pytest.raises(TrainingInterrupted, match=f"step {stop_at}.*--resume"):
         box["trainer"].train()
-    assert first == {s: reference[s] for s in range(1, stop_at + 1)}
+    assert first == _repeats({s: reference[s] for s in range(1, stop_at + 1)})
 
     resumed, record_resumed = _step_losses()
     fresh = _trainer(out_dir=tmp_path / "split", callbacks=[record_resumed], model_seed=99, **options)
     fresh.resume()
     assert fresh.step == stop_at
     summary = fresh.train()
-    assert resumed == {s: reference[s] for s in range(stop_at + 1, 61)}
-    assert summary["val_loss"] == full["val_loss"]
-    assert summary["best_val_loss"] == full["best_val_loss"]
+    assert resumed == _repeats({s: reference[s] for s in range(stop_at + 1, 61)})
+    assert summary["val_loss"] == _repeats(full["val_loss"])
+    assert summary["best_val_loss"] == _repeats(full["best_val_loss"])
 
     def metrics(run):
         return [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
 
     assert [m["iter"] for m in metrics("split")] == [0, 20, 40, 60]
     for a, b in zip(metrics("full"), metrics("split"), strict=True):
-        assert (a["iter"], a["train_loss"], a["val_loss"], a["lr"]) == (
-            b["iter"],
-            b["train_loss"],
-            b["val_loss"],
-            b["lr"],
-        )
+        assert (a["iter"], a["lr"]) == (b["iter"], b["lr"])
+        assert (b["train_loss"], b["val_loss"]) == _repeats((a["train_loss"], a["val_loss"]))
 
 
 def test_restore_refuses_a_checkpoint_of_another_vocabulary(tmp_path):
@@ -285,7 +287,7 @@ def test_resume_after_a_kill_between_checkpoint_renames(tmp_path):
     with pytest.raises(TrainingInterrupted):
         first.train()
     latest = resolve_checkpoint(tmp_path, "latest")
-    latest.rename(latest.with_name(f".{latest.name}.old"))
+    latest.rename(latest.with_name(f".{latest.name}.k1ll3d.old"))  # what publish_directory leaves
     fresh = _trainer(out_dir=tmp_path, max_iters=40, eval_interval=20, model_seed=5)
     fresh.restore(resolve_checkpoint(tmp_path, "latest"))
     assert fresh.step == 20

@@ -30,6 +30,7 @@ from tinygpt.backend.selection import (
     synchronize,
     tune_allocator,
     use,
+    use_typed,
     using,
 )
 
@@ -59,5 +60,6 @@ __all__ = [
     "to_numpy",
     "tune_allocator",
     "use",
+    "use_typed",
     "using",
 ]

@@ -16,6 +16,7 @@ MPI itself is the training layer's business: it hands in a ``HostCollectives``
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -27,7 +28,8 @@ from tinygpt.backend.selection import Backend, current
 
 
 class HostCollectives(Protocol):
-    """What MPI offers: in-place sum and broadcast of host buffers (anything with the buffer protocol)."""
+    """What MPI offers: in-place sum and broadcast of host buffers (anything with the buffer protocol),
+    small float sums (set-up votes), and a watchdog for device calls that wait on the other ranks."""
 
     rank: int
     size: int
@@ -35,6 +37,10 @@ class HostCollectives(Protocol):
     def all_reduce_sum(self, buffer: Any) -> None: ...
 
     def broadcast(self, buffer: Any, root: int = 0) -> None: ...
+
+    def sum_floats(self, values: list[float]) -> list[float]: ...
+
+    def waiting(self, what: str) -> contextlib.AbstractContextManager[None]: ...
 
 
 def flatten(arrays: Sequence[Any]) -> Any:

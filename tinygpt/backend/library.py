@@ -10,7 +10,7 @@ object (through ``backend.current()``) for what differs:
 - dtypes: the index dtype, and whether float64 needs a scope (JAX);
 - whether its arrays may be written in place (``writable``), and whether new
   shapes are expensive (``fixed_shapes``: JAX compiles each op per shape);
-- device synchronisation and free memory (profiler, memory check);
+- device synchronisation and free memory (profiler, memory check); TF32 (``tf32_allowed``);
 - fast paths: scatter-add, GELU, masked softmax, dropout masks. Each receives
   its portable Array-API form as the last argument and may simply call it
   (the default); tests check every fast path equals that portable form;
@@ -54,6 +54,9 @@ class ArrayLibrary:
     # Each new array shape costs a compilation (JAX): prefer fixed shapes where they cost little,
     # e.g. the KV cache then attends over its whole capacity, the unfilled tail masked out.
     fixed_shapes = False
+    default_on_gpu = False  # with TINYGPT_DEVICE unset, arrays live on a GPU (CuPy): each rank picks its own
+    # The same inputs give the same bits on every run (False: atomic adds, whose order varies).
+    repeatable = True
 
     # Loading ----------------------------------------------------------------------------
     def load(self, device: str | None) -> tuple[ModuleType, Any]:
@@ -149,6 +152,10 @@ class ArrayLibrary:
         """GPUs this process can see (0 for a CPU-only library)."""
         return 0
 
+    def gpu_identity(self, device: Any) -> str:
+        """What names ``device``'s physical GPU on its machine (its PCI bus id where the library tells)."""
+        return str(device)
+
     def gpu(self, index: int) -> str:
         """The ``TINYGPT_DEVICE`` value naming GPU ``index`` of this machine."""
         return f"{self.gpu_device}:{index}"
@@ -162,6 +169,20 @@ class ArrayLibrary:
 
     def __repr__(self) -> str:
         return f"<array library {self.name!r}>"
+
+
+def tf32_allowed() -> bool:
+    """Whether float32 matrix products may use TF32 tensor cores (``TINYGPT_TF32=1``; off by default).
+
+    TF32 keeps 10 bits of mantissa: several times faster on NVIDIA GPUs since
+    Ampere, but results then differ from the CPU's at about 1e-3 (docs/gpu.md).
+    """
+    value = os.environ.get("TINYGPT_TF32", "").strip()
+    if value not in ("", "0", "1"):
+        raise BackendError(
+            f"TINYGPT_TF32={value!r}: use 1 to allow TF32 matrix products, 0 or unset for full float32"
+        )
+    return value == "1"
 
 
 def host_free_memory() -> int | None:

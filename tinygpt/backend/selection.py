@@ -112,6 +112,28 @@ def use(name: str, device: str | None = None) -> Backend:
     return _state.backend
 
 
+def use_typed(name: str | None, device: str | None) -> Backend:
+    """The backend ``--backend NAME --device DEVICE`` asks for; either may be None (not typed).
+
+    What was not typed comes from ``TINYGPT_BACKEND`` / ``TINYGPT_DEVICE`` (then the default).
+    An error names what the user typed (``--device cuda``), not the variable the libraries'
+    messages name (``TINYGPT_DEVICE=cuda``); a value from the environment keeps that wording.
+    """
+    typed = {"BACKEND": name is not None, "DEVICE": device is not None}
+    if name is None:
+        name = os.environ.get("TINYGPT_BACKEND", "").strip() or registry.DEFAULT
+        device = device if device is not None else os.environ.get("TINYGPT_DEVICE") or None
+    try:
+        return use(name, device)
+    except BackendError as exc:
+        message = str(exc)
+        for variable, flag in (("BACKEND", "--backend"), ("DEVICE", "--device")):
+            if typed[variable]:
+                message = message.replace(f"TINYGPT_{variable}=", f"{flag} ")
+                message = message.replace(f"unset TINYGPT_{variable}", f"drop {flag}")
+        raise BackendError(message) from None
+
+
 def current() -> Backend:
     """The active backend; on first use it comes from ``TINYGPT_BACKEND`` (default numpy)."""
     if _state.backend is None:

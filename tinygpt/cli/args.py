@@ -1,4 +1,5 @@
-"""What the commands share: one-line argument errors, flags made from config settings, backend and checkpoint flags.
+"""What the commands share: one-line argument errors, flags made from config settings, backend and checkpoint flags,
+model text made safe for a terminal.
 
 Flags of ``GPTConfig`` and ``TrainConfig`` fields are generated from the
 fields' declarations (``tinygpt.settings``), so a default, range or help text
@@ -12,7 +13,7 @@ import dataclasses
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from tinygpt import backend
 from tinygpt.checkpoint import Checkpoint, load_checkpoint
@@ -102,9 +103,10 @@ def add_backend_flags(p: argparse.ArgumentParser) -> None:
 
 
 def select_backend(args: argparse.Namespace) -> backend.Backend:
-    """The backend the flags name, else the one the environment names."""
-    if getattr(args, "backend", None):
-        return backend.use(args.backend, getattr(args, "device", None))
+    """The backend the flags name, else the one the environment names; errors name what was typed."""
+    name, device = getattr(args, "backend", None), getattr(args, "device", None)
+    if name or device:
+        return backend.use_typed(name, device)
     return backend.current()
 
 
@@ -119,6 +121,19 @@ def add_checkpoint_flags(p: argparse.ArgumentParser) -> None:
         "--which", choices=("best", "latest"), default="best", help="which checkpoint of a run directory"
     )
     add_backend_flags(p)
+
+
+# Control characters (C0 but newline and tab, DEL, C1) as visible escapes: text a model writes must
+# not drive the terminal it is shown on (an ESC sequence can move the cursor, recolour, retitle).
+_VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (0x09, 0x0A)}
+
+
+def for_terminal(text: str, stream: TextIO) -> str:
+    """``text`` with control characters shown as ``\\x1b``-style escapes when ``stream`` is a terminal.
+
+    Files and pipes get the text exactly as the model wrote it.
+    """
+    return text.translate(_VISIBLE) if stream.isatty() else text
 
 
 def load(args: argparse.Namespace) -> Checkpoint:

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from tinygpt.checkpoint import load_checkpoint
-from tinygpt.cli.args import add_checkpoint_flags, add_data_flags, positive_int, select_backend
+from tinygpt.cli.args import add_checkpoint_flags, add_data_flags, positive_int
 from tinygpt.cli.corpus import recorded_run_data
 from tinygpt.errors import ConfigError
 from tinygpt.models.huggingface import is_huggingface_directory
@@ -26,8 +26,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     world = distributed.world()  # under mpiexec, each rank evaluates a share of the windows
-    select_backend(args)
-    world.use_local_gpu(explicit=args.device)
+    world.use_local_gpu(args.backend, args.device)  # loads the backend: each rank on its GPU
     ckpt = load_checkpoint(args.checkpoint, which=args.which)
     named = args.text is not None or args.corpus is not None or args.data is not None
     if not named and is_huggingface_directory(ckpt.path):

@@ -16,7 +16,12 @@ def add_parser(sub: Any) -> None:
         "AutoTokenizer.from_pretrained(DIR) load the model and its tokenizer.",
     )
     add_checkpoint_flags(p)
-    p.add_argument("--out", metavar="DIR", required=True, help="new (or empty) directory to write")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        required=True,
+        help="directory to write the export's files into (any other file there is kept)",
+    )
     p.set_defaults(run=run)
 
 

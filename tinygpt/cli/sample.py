@@ -11,6 +11,7 @@ from tinygpt import backend
 from tinygpt.cli.args import (
     add_checkpoint_flags,
     flag_type,
+    for_terminal,
     load,
     nonnegative_int,
     positive_float,
@@ -61,6 +62,14 @@ def time_left(done: int, total: int, elapsed_s: float) -> str | None:
 def run(args: argparse.Namespace) -> int:
     ckpt = load(args)
     gen = TextGeneration(ckpt.model, ckpt.tokenizer)
+    if gen.padded_ids:
+        size = ckpt.tokenizer.vocab_size
+        print(
+            f"tinygpt sample: the model scores {ckpt.model.config.vocab_size:,} token ids but its tokenizer "
+            f"has {size:,}; the {gen.padded_ids:,} ids from {size:,} on (vocabulary padding) are never sampled",
+            file=sys.stderr,
+            flush=True,
+        )
     rng = backend.Generator(args.seed)  # one stream for all samples: --seed repeats them all
     options = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "rng": rng}
     prompt = ckpt.tokenizer.decode(gen.prompt_ids(args.prompt, args.unknown)) if args.prompt else ""
@@ -72,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.num_samples > 1:
             sys.stdout.write(f"--- sample {i + 1} ---\n")
-        sys.stdout.write(prompt)
+        sys.stdout.write(for_terminal(prompt, sys.stdout))
         for piece in pieces:
-            sys.stdout.write(piece)
+            sys.stdout.write(for_terminal(piece, sys.stdout))
             sys.stdout.flush()
             done += 1
             if not estimated:

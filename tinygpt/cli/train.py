@@ -6,6 +6,8 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,10 +19,10 @@ from tinygpt.cli.args import (
     add_backend_flags,
     add_data_flags,
     add_settings,
+    for_terminal,
     given,
     nonnegative_int,
     positive_int,
-    select_backend,
     settings_from,
 )
 from tinygpt.cli.corpus import TrainingData, fixed_tokenizer_data, new_run_data, recorded_run_data
@@ -156,8 +158,7 @@ def resumed_settings(args: argparse.Namespace, ckpt: Checkpoint) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     world = distributed.world()  # several processes only under mpiexec or srun
-    select_backend(args)
-    shared_gpu = world.use_local_gpu(explicit=args.device)
+    shared_gpu = world.use_local_gpu(args.backend, args.device)  # loads the backend: each rank on its GPU
     backend.tune_allocator()
     with contextlib.ExitStack() as stack:
         if not world.is_main:  # rank 0 speaks for the run; the others compute
@@ -187,11 +188,13 @@ def _run(args: argparse.Namespace, world: distributed.World, parallel: DataParal
     if profiler is not None:
         print(profiler.report(), flush=True)
     print(
-        f"done: best val loss {summary['best_val_loss']:.4f}; sample with: tinygpt sample --checkpoint {out}"
+        f"done: best val loss {summary['best_val_loss']:.4f}; sample with: tinygpt sample --checkpoint {shlex.quote(str(out))}"
     )
     if args.sample_chars and world.is_main:
         generator = TextGeneration(trainer.model, trainer.tokenizer)
-        print(generator.sample("\n", args.sample_chars, seed=trainer.config.seed)[0])
+        print(
+            for_terminal(generator.sample("\n", args.sample_chars, seed=trainer.config.seed)[0], sys.stdout)
+        )
     return 0
 
 

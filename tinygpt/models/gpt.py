@@ -26,16 +26,7 @@ from tinygpt.tokenizers import Tokenizer
 
 def token_ids(ids: Tensor | Array | Sequence[Sequence[int]]) -> Array:
     """Ids as a (B, T) integer backend array with T >= 1; nested lists are converted, anything else explained."""
-    data: Array = ids.data if isinstance(ids, Tensor) else ids
-    if not isinstance(ids, Tensor) and not hasattr(data, "device"):  # nested lists, or a host NumPy array
-        try:
-            data = backend.asarray(data)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise ShapeError(
-                f"token ids must be integers in nested lists (B, T), got {ids!r:.60}: {exc}"
-            ) from None
-    if not backend.current().xp.isdtype(data.dtype, "integral"):
-        raise ShapeError(f"token ids must be integers, got dtype {data.dtype}")
+    data = F.index_array(ids)
     if data.ndim == 1:
         raise ShapeError(
             f"TinyGPT expects token ids of shape (B, T), got a 1-D sequence of {data.shape[0]} ids; "
@@ -104,7 +95,8 @@ class TinyGPT(Module):
         """Write a Hugging Face GPT-2 directory that ``transformers.GPT2LMHeadModel.from_pretrained`` loads.
 
         With ``tokenizer``, its files go beside the weights (``AutoTokenizer.from_pretrained`` reads
-        them). A non-empty directory tinygpt did not write is refused.
+        them). Only these files are written; other files in ``path`` stay, and one tinygpt did not
+        write is never overwritten (see ``huggingface.save_gpt2``).
         """
         return huggingface.save_gpt2(path, self.config, self.state_dict(), tokenizer)
 

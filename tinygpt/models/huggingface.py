@@ -20,19 +20,20 @@ Pickled ``pytorch_model.bin`` files are never read (loading pickle runs code).
 
 from __future__ import annotations
 
+import hashlib
 import os
-import shutil
-import tempfile
+import shlex
+import stat
 from pathlib import Path
 from typing import Any
 
-from safetensors.numpy import save_file
+from safetensors.numpy import save as st_save
 
 from tinygpt.errors import CheckpointError, ConfigError
-from tinygpt.files import fsync_dir, fsync_write, json_bytes, publish_directory, umask
+from tinygpt.files import json_bytes, listing, write_bytes_atomic
 from tinygpt.models.config import GPTConfig
 from tinygpt.models.weights import FORMAT, SafetensorsFiles, parse_json, read_bytes, read_json, regular_file
-from tinygpt.tokenizers import END_OF_TEXT, BPETokenizer, Tokenizer, huggingface_files
+from tinygpt.tokenizers import END_OF_TEXT, TOKENIZER_FILES, BPETokenizer, Tokenizer, huggingface_files
 
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"
@@ -49,7 +50,7 @@ FIXED = (
 )
 # GPT2Config's defaults, used as transformers uses them when config.json omits a key.
 DEFAULTS = {"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12}
-EXPORT_MARK = "tinygpt_export"  # a config.json key: this directory was written by tinygpt export
+EXPORT_MARK = "tinygpt_export"  # a config.json key: {"files": {name: SHA-256}}, what tinygpt export wrote
 
 
 def is_huggingface_directory(path: str | os.PathLike[str]) -> bool:
@@ -180,7 +181,7 @@ def _weight_files(path: Path) -> list[Path]:
         raise CheckpointError(
             f"{path} has only {pickled[0]}, a pickle, which tinygpt never loads (it can run code); get "
             "the safetensors weights: `huggingface-cli download gpt2 model.safetensors config.json "
-            f"--local-dir {path}`, or convert with transformers: "
+            f"--local-dir {shlex.quote(str(path))}`, or convert with transformers: "
             "GPT2LMHeadModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)"
         )
     raise CheckpointError(f"{path} has a config.json but no {WEIGHTS} (nor {INDEX}); add the weights file")
@@ -214,51 +215,118 @@ def save_gpt2(
     state: dict[str, Any],
     tokenizer: Tokenizer | None = None,
 ) -> Path:
-    """Write a Hugging Face GPT-2 directory (config.json, model.safetensors, tokenizer files) atomically.
+    """Write a Hugging Face GPT-2 directory: config.json, model.safetensors and the tokenizer files.
 
-    ``state`` is TinyGPT's state dict (host float32 arrays). A directory that is not
-    empty is replaced only if tinygpt wrote it; anything else is refused, so nothing is lost.
+    ``state`` is TinyGPT's state dict (host float32 arrays). Only those files are written, each
+    atomically, so whatever else the directory holds (a model card, ``.git/``, evaluation results)
+    stays. ``config.json`` records what the export wrote (``EXPORT_MARK``: name -> SHA-256); a
+    re-export replaces those files and deletes the ones it no longer writes (vocab.json after a
+    switch to a char tokenizer), but only while their bytes are still tinygpt's. A file tinygpt
+    did not write is never overwritten or deleted: the export is refused, naming it, first.
+    config.json, which marks the export, is written last; a reader loading the directory while an
+    export into it runs may see files of both versions.
     """
     path = Path(path)
-    _check_replaceable(path)
-    hf_config = {**gpt2_config(config), EXPORT_MARK: True}
-    tokenizer_files = huggingface_files(tokenizer) if tokenizer is not None else {}
-    end = end_of_text_id(tokenizer) if tokenizer is not None else None
-    hf_config |= {"bos_token_id": end, "eos_token_id": end}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        os.chmod(tmp, 0o777 & ~umask())
-        names = weight_names(config)
-        tensors = {names[name]: array.astype("float32") for name, array in state.items()}
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt"})  # "pt": transformers asks for it
-        with open(tmp / WEIGHTS, "rb+") as f:
-            os.fsync(f.fileno())
-        for name, data in tokenizer_files.items():
-            fsync_write(tmp / name, data)
-        fsync_write(tmp / "config.json", json_bytes(hf_config))
-        fsync_dir(tmp)
-        publish_directory(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    hf_config = gpt2_config(config)
+    names = weight_names(config)
+    tensors = {names[name]: array.astype("float32") for name, array in state.items()}
+    written = {WEIGHTS: st_save(tensors, metadata={"format": "pt"})}  # "pt": transformers asks for it
+    if tokenizer is not None:
+        written |= huggingface_files(tokenizer)
+        end = end_of_text_id(tokenizer)
+        hf_config |= {"bos_token_id": end, "eos_token_id": end}
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in written.items()}
+    stale = _check_export_target(path, digests)
+    hf_config[EXPORT_MARK] = {"files": dict(sorted(digests.items()))}
+    for name, data in written.items():
+        write_bytes_atomic(path / name, data)
+    for file in stale:
+        file.unlink(missing_ok=True)
+    write_bytes_atomic(path / "config.json", json_bytes(hf_config))
     return path
 
 
-def _check_replaceable(path: Path) -> None:
-    if not path.exists():
-        return
-    if not path.is_dir():
-        raise ConfigError(f"--out {path} is a file; give a directory to export into")
-    if not any(path.iterdir()):
-        return
-    config = path / "config.json"
-    ours = False
-    if config.is_file() and not config.is_symlink():
-        data = parse_json(read_bytes(config, 1 << 20), config)
-        ours = isinstance(data, dict) and data.get(EXPORT_MARK) is True
-    if not ours:
+# What an export may write: the only names a re-export ever deletes (when config.json lists them).
+EXPORT_FILES = (WEIGHTS, *TOKENIZER_FILES)
+
+
+def _earlier_export(path: Path) -> dict[str, str | None] | None:
+    """What an earlier export wrote in ``path`` (name -> SHA-256, None when unknown); None if no export."""
+    file = path / "config.json"
+    if not (file.exists() or file.is_symlink()):
+        return {}
+    try:
+        data = read_json(path, "config.json")
+    except CheckpointError:
+        return None
+    mark = data.get(EXPORT_MARK) if isinstance(data, dict) else None
+    if mark is True:  # tinygpt 0.1 marked its exports without listing the files
+        return {name: None for name in ("config.json", *EXPORT_FILES)}
+    listed = mark.get("files") if isinstance(mark, dict) else None
+    if not isinstance(listed, dict):
+        return None
+    found: dict[str, str | None] = {"config.json": None}
+    found |= {
+        name: digest for name, digest in listed.items() if name in EXPORT_FILES and isinstance(digest, str)
+    }
+    return found
+
+
+def _sha256(file: Path) -> str | None:
+    """The file's SHA-256, or None unless it is a regular file (not a link, FIFO or folder)."""
+    try:
+        info = file.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        digest = hashlib.sha256()
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    except OSError:
+        return None
+
+
+def _check_export_target(path: Path, digests: dict[str, str]) -> list[Path]:
+    """Refuse a target where the export would overwrite or delete a file it did not write; returns the
+    files of an earlier export that this one does not write (to delete)."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path} is a file; give a directory to export into (nothing was changed)")
+    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{path} is not writable by this user; export to a directory you can write to")
+    earlier = _earlier_export(path)
+    if earlier is None:
         raise ConfigError(
-            f"--out {path} is a directory with files tinygpt did not write; refusing to overwrite it: "
-            "give a new or empty directory"
+            f"{path / 'config.json'} was not written by tinygpt export; refusing to overwrite it "
+            "(nothing was changed): export to a new directory, or move that config.json away"
         )
+    foreign = []
+    for name, new_digest in digests.items():
+        file = path / name
+        if not (file.exists() or file.is_symlink()):
+            continue
+        if not stat.S_ISREG(file.lstat().st_mode):  # a link, a folder, a FIFO: not something we wrote
+            foreign.append(name)
+        elif name not in earlier and _sha256(file) != new_digest:  # the same bytes: an export cut short
+            foreign.append(name)
+    if foreign:
+        raise ConfigError(
+            f"{path} already holds {listing(foreign)}, which tinygpt did not write; refusing to overwrite "
+            "(nothing was changed): move them away, or export to a new directory"
+        )
+    stale, changed = [], []
+    for name, old_digest in earlier.items():
+        file = path / name
+        if name == "config.json" or name in digests or not (file.exists() or file.is_symlink()):
+            continue
+        if old_digest is not None and _sha256(file) == old_digest:
+            stale.append(file)
+        else:
+            changed.append(name)
+    if changed:
+        raise ConfigError(
+            f"{path} holds {listing(changed)} from an earlier export, changed since or not known to be "
+            "tinygpt's; this export does not write it and would leave it beside a model it does not "
+            "describe (nothing was changed): move it away, then export again"
+        )
+    return stale

@@ -361,10 +361,10 @@ def resolve_checkpoint(path: str | os.PathLike[str], which: str = "best") -> Pat
         checkpoint = read_pointer(path, which)
         target = checkpoint.relative_to(path).as_posix()
         if not checkpoint.exists():
-            # A kill between save_checkpoint's two renames leaves the previous version here.
-            moved = checkpoint.with_name(f".{checkpoint.name}.old")
-            if (moved / "config.json").exists():
-                return moved
+            # A kill between save_checkpoint's two renames leaves the previous version aside.
+            for moved in files.moved_aside(checkpoint):
+                if (moved / "config.json").exists():
+                    return moved
             raise CheckpointError(
                 f"{pointer} points to {target}, which does not exist; the run directory was "
                 "edited: point --checkpoint at a checkpoint inside it"

@@ -156,6 +156,10 @@ def _json(data: Any) -> bytes:
     return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+# Every name huggingface_files may write.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt")
+
+
 def huggingface_files(tokenizer: Tokenizer) -> dict[str, bytes]:
     """Tokenizer files for a Hugging Face model directory: ``transformers`` loads them and gives tinygpt's ids.
 
@@ -193,6 +197,7 @@ def huggingface_files(tokenizer: Tokenizer) -> dict[str, bytes]:
 
 
 __all__ = [
+    "TOKENIZER_FILES",
     "UNKNOWN_CHOICES",
     "BPETokenizer",
     "CharTokenizer",

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from tinygpt import backend
+from tinygpt.backend import registry
 from tinygpt.errors import DistributedError, MissingExtraError, TinyGPTError
 
 # Environment variables a launcher sets in each process it starts: (rank, world size).
@@ -95,33 +96,42 @@ class World:
         """Rank 0: the one that prints and writes the run directory."""
         return self.rank == 0
 
-    def use_local_gpu(self, explicit: str | None = None) -> bool:
-        """On CuPy, put this rank on GPU ``local_rank`` of its machine; True when ranks share a GPU.
+    def use_local_gpu(self, name: str | None = None, explicit: str | None = None) -> bool:
+        """Load the backend for this rank (``name``, else ``TINYGPT_BACKEND``); True when ranks share a GPU.
 
-        NCCL needs one GPU per rank: with more ranks than GPUs on a machine, or a
-        device named for all of them (``--device``, ``TINYGPT_DEVICE``), they
-        share, and gradients go through host memory instead.
+        On a library whose arrays live on a GPU by default (CuPy), each rank takes
+        GPU ``local_rank`` (modulo the GPUs it sees) before touching any, so no
+        rank opens a context on GPU 0 first. A device named for every rank
+        (``explicit``: ``--device``; or ``TINYGPT_DEVICE``) is used as named.
+        Whether ranks share a GPU is asked of the GPUs (PCI bus ids, per machine),
+        so Slurm's ``--gpus-per-task=1``, which shows each rank one GPU numbered
+        0, counts as one GPU per rank. NCCL needs one GPU per rank; ranks that
+        share one sum through host memory instead.
         """
-        current = backend.current()
-        if self.size == 1 or current.on_host:
+        resolved = (name or os.environ.get("TINYGPT_BACKEND", "").strip() or registry.DEFAULT).lower()
+        library = registry.library(resolved)
+        named = explicit or os.environ.get("TINYGPT_DEVICE") or None
+        count = library.gpu_count() if self.size > 1 and named is None and library.default_on_gpu else 0
+        if count:
+            chosen = backend.use(resolved, library.gpu(self.local_rank % count))
+        else:
+            chosen = backend.use(name, explicit) if name else backend.current()
+        if self.size == 1 or chosen.on_host:
             return False
-        if explicit or os.environ.get("TINYGPT_DEVICE"):
-            return self.local_size > 1
-        count = current.library.gpu_count()
-        backend.use(current.name, current.library.gpu(self.local_rank % count))
-        return self.local_size > count
+        here = f"{socket.gethostname()} {chosen.library.gpu_identity(chosen.device)}"
+        return len(set(self.gather_text(here))) < self.size
 
     # Collectives (each one watched: a peer that never arrives aborts the run) ----------------
     def all_reduce_sum(self, buffer: Any) -> None:
         """Sum a host buffer (buffer protocol) over all ranks, in place."""
         if self.size > 1:
-            with self._waiting("a sum over all ranks"):
+            with self.waiting("a sum over all ranks"):
                 self.comm.Allreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM)
 
     def broadcast(self, buffer: Any, root: int = 0) -> None:
         """Rank ``root``'s host buffer, copied into every rank's, in place."""
         if self.size > 1:
-            with self._waiting("a broadcast"):
+            with self.waiting("a broadcast"):
                 self.comm.Bcast(buffer, root=root)
 
     def sum_floats(self, values: list[float]) -> list[float]:
@@ -135,7 +145,7 @@ class World:
         if self.size == 1:
             return [list(values)]
         received = array("d", bytes(8 * len(values) * self.size))
-        with self._waiting("a gather"):
+        with self.waiting("a gather"):
             self.comm.Allgather(array("d", values), received)
         n = len(values)
         return [list(received[r * n : (r + 1) * n]) for r in range(self.size)]
@@ -148,14 +158,14 @@ class World:
         lengths = [int(n[0]) for n in self.gather_floats([float(len(data))])]
         received = bytearray(sum(lengths))
         offsets = [sum(lengths[:r]) for r in range(self.size)]
-        with self._waiting("a gather"):
+        with self.waiting("a gather"):
             self.comm.Allgatherv(bytearray(data), [received, lengths, offsets, self.mpi.BYTE])
         return [bytes(received[o : o + n]).decode("utf-8") for o, n in zip(offsets, lengths, strict=True)]
 
     def barrier(self) -> None:
         """Wait until every rank is here."""
         if self.size > 1:
-            with self._waiting("the other ranks"):
+            with self.waiting("the other ranks"):
                 self.comm.Barrier()
 
     # Failure ----------------------------------------------------------------------------
@@ -215,7 +225,8 @@ class World:
         os._exit(code)  # Abort does not return; this is for an MPI that does
 
     @contextlib.contextmanager
-    def _waiting(self, what: str) -> Iterator[None]:
+    def waiting(self, what: str) -> Iterator[None]:
+        """A block that waits on the other ranks (an MPI call, an NCCL sum): past the timeout, abort all."""
         if self._watchdog is None:
             yield
             return

@@ -33,7 +33,7 @@ except ImportError:  # not POSIX (Windows): no lock, one process per run is then
 
 from tinygpt.checkpoint import POINTERS, resolve_checkpoint, save_checkpoint
 from tinygpt.errors import CheckpointError, ConfigError
-from tinygpt.files import write_json_atomic
+from tinygpt.files import listing, write_bytes_atomic, write_json_atomic
 
 RUN_FILE = "run.json"
 RUN_FORMAT = "tinygpt-run"
@@ -43,7 +43,6 @@ CHECKPOINTS = "checkpoints"
 LOCK = "run.lock"
 # Files a run writes at the top of its directory (pointers are "<which>.json").
 _OWN_FILES = {RUN_FILE, METRICS, LOCK, CHECKPOINTS, *(f"{p}.json" for p in POINTERS)}
-_SHOWN = 5  # entries named in an error message
 
 
 class RunDirectory:
@@ -91,7 +90,7 @@ class RunDirectory:
     def _acquire(self) -> int:
         lock = self.path / LOCK
         while True:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides, as for every file
             if fcntl is None:
                 return fd
             try:
@@ -133,7 +132,7 @@ class RunDirectory:
         if foreign:
             raise ConfigError(
                 f"{self.path} is not empty and holds files tinygpt did not write "
-                f"({_listing(foreign)}); choose an empty or new --out directory (nothing was changed)"
+                f"({listing(foreign)}); choose an empty or new --out directory (nothing was changed)"
             )
 
     def start(self) -> None:
@@ -194,12 +193,16 @@ class RunDirectory:
     ) -> Path:
         """Write the checkpoint of ``step`` and make it the run's latest."""
         name = f"step-{step:07d}"
+        path = self.path / CHECKPOINTS / name
         if name not in self._recorded:  # recorded first: a kill mid-write leaves only our own debris
+            if path.exists() or path.is_symlink():
+                raise CheckpointError(
+                    f"{path} exists, but this run did not write it (run.json does not list it); refusing "
+                    "to replace it: move it out of the run directory, then resume"
+                )
             self._recorded.append(name)
             self._write_recorded()
-        path = save_checkpoint(
-            self.path / CHECKPOINTS / name, model, tokenizer, optimizer_state, trainer_state
-        )
+        path = save_checkpoint(path, model, tokenizer, optimizer_state, trainer_state)
         self.publish("latest", path)
         return path
 
@@ -208,7 +211,8 @@ class RunDirectory:
         write_json_atomic(
             self.path / f"{which}.json", {"checkpoint": checkpoint.relative_to(self.path).as_posix()}
         )
-        for leftover in self.path.glob(".*.json.*.tmp"):  # pointer writes cut short by a kill
+        leftovers = [*self.path.glob(".*.json.*.tmp"), *self.path.glob(f".{METRICS}.*.tmp")]
+        for leftover in leftovers:  # pointer and metrics writes cut short by a kill
             leftover.unlink(missing_ok=True)
         self.prune()
 
@@ -247,9 +251,7 @@ class RunDirectory:
             if type(step) is int and step < before_step:
                 kept.append(line)
         # Rewritten aside and renamed, so a kill during the rewrite cannot lose the earlier lines.
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-        os.replace(tmp, path)
+        write_bytes_atomic(path, "".join(k + "\n" for k in kept).encode("utf-8"))
 
     # Internals -----------------------------------------------------------------------------
     def _read_recorded(self) -> list[str]:
@@ -295,7 +297,11 @@ class RunDirectory:
     def _remove_checkpoint(self, name: str) -> None:
         folder = self.path / CHECKPOINTS
         shutil.rmtree(folder / name, ignore_errors=True)
-        for debris in (*folder.glob(f".{name}.*.tmp"), folder / f".{name}.old"):
+        for debris in (
+            *folder.glob(f".{name}.*.tmp"),
+            *folder.glob(f".{name}.*.old"),
+            folder / f".{name}.old",
+        ):
             shutil.rmtree(debris, ignore_errors=True)
 
 
@@ -332,19 +338,13 @@ def _is_own_checkpoint_entry(name: str, recorded: set[str]) -> bool:
         return True
     if name.startswith("."):
         base = name[1:].split(".", 1)[0]
-        return base in recorded and (name.endswith(".tmp") or name == f".{base}.old")
+        return base in recorded and name.endswith((".tmp", ".old"))
     return False
 
 
 def _is_pointer_temp(name: str) -> bool:
     """Temporary files of an atomic JSON write (``.latest.json.abc123.tmp``) or of a metrics rewrite."""
-    own_json = {RUN_FILE, *(f"{p}.json" for p in POINTERS)}
-    if name == f".{METRICS}.tmp":
+    own = {RUN_FILE, METRICS, *(f"{p}.json" for p in POINTERS)}
+    if name == f".{METRICS}.tmp":  # the fixed name tinygpt 0.1 rewrote metrics through
         return True
-    return name.startswith(".") and name.endswith(".tmp") and any(name.startswith(f".{j}.") for j in own_json)
-
-
-def _listing(entries: list[str]) -> str:
-    shown = ", ".join(entries[:_SHOWN])
-    more = len(entries) - _SHOWN
-    return shown + (f" and {more} more" if more > 0 else "")
+    return name.startswith(".") and name.endswith(".tmp") and any(name.startswith(f".{j}.") for j in own)

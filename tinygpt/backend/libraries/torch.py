@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygpt.backend.library import Array, ArrayLibrary, is_module_array
+from tinygpt.backend.library import Array, ArrayLibrary, is_module_array, tf32_allowed
 from tinygpt.errors import BackendError
 
 
@@ -47,6 +47,8 @@ class Torch(ArrayLibrary):
             dev = torch.device("cuda", dev.index or 0)
             if dev.index >= count:
                 raise BackendError(f"device cuda:{dev.index} requested but only {count} GPU(s) present")
+            if tf32_allowed():
+                _allow_tf32(torch)
         elif dev.type == "mps":
             if not torch.backends.mps.is_available():
                 raise BackendError("TINYGPT_DEVICE=mps but no Apple GPU is available; use TINYGPT_DEVICE=cpu")
@@ -98,3 +100,12 @@ class Torch(ArrayLibrary):
 
 
 LIBRARY = Torch()
+
+
+def _allow_tf32(torch: Any) -> None:
+    """Let CUDA float32 matrix products use TF32 (torch's default for them is full float32)."""
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9; mixing it with allow_tf32 is an error there
+        matmul.fp32_precision = "tf32"
+    else:
+        matmul.allow_tf32 = True

@@ -1,0 +1,90 @@
+"""What every exercise must be, checked over the registry: a new exercise is covered by adding it.
+
+Each exercise has a starter, a reference solution in tests/course/solutions/,
+and a test module tests/course/test_NAME.py with at least four planted bugs.
+The solution passes on every backend (this is the one course test the other
+CI sessions run); the unchanged starter fails with "not implemented yet".
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.course.helpers import SOLUTIONS, grade_source, numpy_session, solution, starter
+from tinygpt import backend
+from tinygpt.course import registry
+from tinygpt.course.exercise import KINDS
+
+NAMES = registry.names()
+TESTS = Path(__file__).resolve().parent
+
+
+def test_every_exercise_package_is_in_the_teaching_order():
+    import tinygpt.course.exercises as package
+
+    found = {m.name for m in pkgutil.iter_modules(package.__path__) if m.ispkg}
+    assert found <= set(registry.ORDER), f"add {sorted(found - set(registry.ORDER))} to registry.ORDER"
+    assert NAMES == [n for n in registry.ORDER if n in found]
+
+
+@pytest.mark.parametrize("name", registry.ORDER)
+def test_no_exercise_is_named_like_a_module(name):
+    # The student's NAME.py sits in their folder: a `tinygpt.py` would import itself as tinygpt.
+    assert importlib.util.find_spec(name) is None, (
+        f"{name}.py would shadow the module {name}: rename the exercise"
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_exercise_is_complete(name):
+    exercise = registry.get(name)
+    assert exercise.title and exercise.teaches and 5 <= exercise.minutes <= 90
+    assert exercise.checks, "an exercise needs checks"
+    kinds = [c.kind for c in exercise.checks]
+    assert set(kinds) <= set(KINDS)
+    assert kinds[0] in ("shape", "values"), "start simple: shapes and dtypes, or values"
+    assert "milestone" not in kinds[:-1], "an integration milestone is the last check"
+    assert all(c.timeout <= (180 if c.kind == "milestone" else 30) for c in exercise.checks)
+    assert "NotImplementedError" in exercise.starter
+    assert (SOLUTIONS / f"{name}.py").is_file(), f"write tests/course/solutions/{name}.py"
+    module = importlib.import_module(f"tests.course.test_{name}")
+    assert len(module.BUGS) >= 4, f"tests/course/test_{name}.py plants at least 4 bugs"
+
+
+def test_the_course_takes_four_to_six_hours_once_complete():
+    total = sum(e.minutes for e in registry.exercises())
+    assert total <= 6 * 60
+    if len(NAMES) == len(registry.ORDER):
+        assert total >= 4 * 60
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_solution_passes(tmp_path, name):
+    # JAX runs op by op (no jit): a milestone takes ~40 s there, so that session checks the rest.
+    milestones = not backend.current().fixed_shapes
+    verdict = grade_source(name, solution(name), tmp_path, milestones=milestones)
+    assert verdict.passed, verdict.report()
+
+
+@numpy_session
+@pytest.mark.parametrize("name", NAMES)
+def test_the_starter_fails_with_not_implemented(tmp_path, name):
+    verdict = grade_source(name, starter(name), tmp_path)
+    assert not verdict.passed
+    assert verdict.message.startswith("not implemented yet: "), verdict.report()
+    assert verdict.failed_check != "loading your file", (
+        "the starter must load: demos go under `if __name__ == '__main__':`"
+    )
+
+
+def test_the_docs_name_only_exercises_that_are_planned():
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    for page in docs.glob("*.md"):
+        for name in re.findall(r"tinygpt course (?:start|check) ([a-z_]+)", page.read_text(encoding="utf-8")):
+            assert name in registry.ORDER or name == "NAME", f"docs/{page.name} names exercise {name!r}"

@@ -1,0 +1,276 @@
+"""Helpers that let an exercise state a check in a line or two, and fail with one precise message.
+
+Every helper raises ``CheckFailed`` naming what was expected, what came out,
+and where (the index and the shape); authors add the hint in the student's
+terms. ``compare`` and ``check_gradient`` can also recognise a known mistake:
+give them the result the mistake would produce (``mistakes={"hint": array}``)
+and a student who made it is told exactly that.
+
+Arrays are the current backend's (``backend.current()``); comparisons are done
+on host copies (``backend.to_numpy``), so the same check runs on NumPy,
+array_api_strict, torch, JAX and CuPy, and on NumPy a student's plain NumPy
+arrays are accepted as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from tinygpt import backend
+from tinygpt.course.errors import CheckFailed
+
+Array = Any
+Mistakes = Mapping[str, Array] | Callable[[], Mapping[str, Array]]
+
+
+# Inputs ------------------------------------------------------------------------------
+def float64() -> contextlib.AbstractContextManager[None]:
+    """Create floating arrays as float64 inside the block (values and gradients are checked there)."""
+    return backend.default_float("float64")
+
+
+def random_array(shape: Sequence[int], seed: int = 0, scale: float = 1.0, shift: float = 0.0) -> Array:
+    """Normal(shift, scale) samples on the current backend in its float dtype (float64 under ``float64()``)."""
+    data = backend.Generator(seed).normal(tuple(shape), std=scale)
+    return data + shift if shift else data
+
+
+def host(x: Any) -> Any:
+    """A host NumPy copy of a backend array (or scalar, or list): what comparisons run on."""
+    return backend.to_numpy(x)
+
+
+def to_backend(host_array: Any, like: Array) -> Array:
+    """A host array back on the current backend with ``like``'s dtype."""
+    return backend.asarray(host_array, dtype=like.dtype)
+
+
+def dtype_name(dtype: Any) -> str:
+    """``float32``, whichever library's dtype object (numpy.float32, torch.float32, ...)."""
+    text = str(dtype)
+    if text.startswith("<class"):
+        text = getattr(dtype, "__name__", text)
+    return text.rsplit(".", 1)[-1].strip("'>")
+
+
+# Plain facts --------------------------------------------------------------------------
+def expect(condition: bool, message: str, hint: str = "") -> None:
+    """Fail with ``message`` (and ``hint``) unless ``condition``."""
+    if not condition:
+        raise CheckFailed(message, hint)
+
+
+def expect_array(
+    got: Any, what: str, shape: Sequence[int] | None = None, dtype: Any = None, hint: str = ""
+) -> None:
+    """``got`` is an array of the current backend, on its device, of ``shape`` and ``dtype`` when given.
+
+    On the NumPy backend a plain NumPy array is the backend's array, so plain
+    NumPy solutions pass; on another backend it is refused with the fix.
+    """
+    b = backend.current()
+    if not (hasattr(got, "shape") and hasattr(got, "dtype")):
+        raise CheckFailed(
+            f"{what} should be an array, got {type(got).__name__}"
+            + (f" {got!r:.80}" if got is not None else ""),
+            hint
+            or "make it with the backend's namespace: xp = backend.current().xp; xp.asarray(values, dtype=..., "
+            "device=backend.current().device)",
+        )
+    if not b.library.owns(got):
+        raise CheckFailed(
+            f"{what} is a {type(got).__module__}.{type(got).__name__}, but the backend is {b.name}: "
+            f"its arrays are what the model can use",
+            "create arrays with xp = backend.current().xp (xp.asarray, xp.zeros, ...) rather than "
+            "importing an array library yourself",
+        )
+    device = getattr(got, "device", None)
+    if device is not None and not _same_device(device, b.device):
+        raise CheckFailed(
+            f"{what} lives on device {device}, but the backend's device is {b.device}",
+            "pass device=backend.current().device to every array you create (xp.asarray, xp.zeros, xp.arange)",
+        )
+    if shape is not None and tuple(got.shape) != tuple(shape):
+        raise CheckFailed(f"{what} should have shape {tuple(shape)}, got {tuple(got.shape)}", hint)
+    if dtype is not None and got.dtype != dtype:
+        raise CheckFailed(f"{what} should have dtype {dtype_name(dtype)}, got {dtype_name(got.dtype)}", hint)
+
+
+def _same_device(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b) or str(a) == str(b)
+    except Exception:
+        return str(a) == str(b)
+
+
+# Values ---------------------------------------------------------------------------------
+def compare(
+    got: Any,
+    want: Array,
+    what: str,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    hint: str = "",
+    mistakes: Mistakes | None = None,
+    dtype: bool = True,
+) -> None:
+    """``got`` equals ``want`` elementwise within ``atol + rtol * |want|``; else the worst element is reported.
+
+    ``want`` is the reference (the library's result). The array checks of
+    ``expect_array`` come first (shape, and dtype unless ``dtype=False``). When
+    ``got`` matches one of ``mistakes`` (hint -> the result that mistake gives),
+    that mistake's hint is the one shown; ``mistakes`` may be a function returning
+    that mapping, called only when the values differ (computing mistakes costs time).
+    """
+    expect_array(got, what, shape=tuple(want.shape), dtype=want.dtype if dtype else None, hint=hint)
+    g, w = host(got).astype("float64"), host(want).astype("float64")
+    worst = _worst(g, w, rtol, atol)
+    if worst is None:
+        return
+    index, count = worst
+    shown = f" at index {index}" if g.ndim else ""
+    where = f" (shape {tuple(w.shape)}; {count} of {w.size} values differ)" if g.ndim else ""
+    raise CheckFailed(
+        f"{what}: expected {w[index]:.6g}{shown}, got {g[index]:.6g}{where}",
+        _diagnose(g, mistakes, rtol, atol) or hint,
+    )
+
+
+def compare_number(
+    got: Any, want: float, what: str, rtol: float = 1e-6, atol: float = 1e-8, hint: str = ""
+) -> float:
+    """``got`` is a number (or a one-element array) within tolerance of ``want``; returns it as a float."""
+    try:
+        value = float(host(got).reshape(()).item()) if hasattr(got, "shape") else float(got)
+    except (TypeError, ValueError):
+        raise CheckFailed(f"{what} should be a number, got {type(got).__name__} {got!r:.80}", hint) from None
+    if not (math.isfinite(value) or not math.isfinite(want)) or abs(value - want) > atol + rtol * abs(want):
+        raise CheckFailed(f"{what}: expected {want:.6g}, got {value:.6g}", hint)
+    return value
+
+
+def _worst(g: Any, w: Any, rtol: float, atol: float) -> tuple[tuple[int, ...], int] | None:
+    """(index of the worst element, how many differ), or None when all agree (NaN never agrees)."""
+    excess = abs(g - w) - (atol + rtol * abs(w))
+    bad = (excess > 0) | ((g != g) & (w == w)) | ((abs(g) == math.inf) & (g != w))
+    count = int(bad.sum())
+    if not count:
+        return None
+    excess[g != g] = math.inf
+    excess[(abs(g) == math.inf) & (g != w)] = math.inf
+    flat = int(excess.reshape(-1).argmax())
+    return _unravel(flat, tuple(g.shape)), count
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    index = []
+    for n in reversed(shape):
+        index.append(flat % n)
+        flat //= n
+    return tuple(reversed(index))
+
+
+def _diagnose(g: Any, mistakes: Mistakes | None, rtol: float, atol: float) -> str:
+    """The hint of the first known mistake whose result ``g`` matches."""
+    known = mistakes() if callable(mistakes) else mistakes
+    for hint, wrong in (known or {}).items():
+        m = host(wrong).astype("float64")
+        if tuple(m.shape) == tuple(g.shape) and _worst(g, m, max(rtol, 1e-5), max(atol, 1e-7)) is None:
+            return hint
+    return ""
+
+
+# Gradients ---------------------------------------------------------------------------------
+def numeric_gradient(
+    f: Callable[..., Any], inputs: Sequence[Array], which: int, index: tuple[int, ...], eps: float = 1e-6
+) -> float:
+    """d f / d inputs[which][index] by central differences (f returns a number; use float64 inputs)."""
+    moved = host(inputs[which])
+
+    def value(delta: float) -> float:
+        shifted = moved.copy()
+        shifted[index] += delta
+        args = list(inputs)
+        args[which] = to_backend(shifted, inputs[which])
+        return float(host(f(*args)).reshape(()).item())
+
+    return (value(eps) - value(-eps)) / (2 * eps)
+
+
+def check_gradient(
+    f: Callable[..., Any],
+    inputs: Sequence[Array],
+    analytic: Sequence[Any],
+    names: Sequence[str],
+    samples: int = 12,
+    rtol: float = 1e-5,
+    atol: float = 1e-7,
+    seed: int = 0,
+    hint: str = "",
+    mistakes: Mapping[str, Sequence[Array | None]]
+    | Callable[[], Mapping[str, Sequence[Array | None]]]
+    | None = None,
+) -> None:
+    """Each ``analytic[i]`` (the student's gradient of scalar ``f`` w.r.t. ``inputs[i]``) agrees with
+    finite differences at ``samples`` random elements. float64 inputs: call inside ``float64()``.
+
+    ``names`` label the gradients in messages (``"grad_x"``). ``mistakes`` maps a
+    hint to the gradients that mistake gives (one per input, None to skip one), or
+    is a function returning that mapping, called only on a failure.
+    """
+    for i, (x, grad, name) in enumerate(zip(inputs, analytic, names, strict=True)):
+        expect_array(grad, name, shape=tuple(x.shape), dtype=x.dtype, hint=hint)
+        g = host(grad).astype("float64")
+        picks = backend.Generator(seed + i).integers(
+            0, math.prod(x.shape), (min(samples, math.prod(x.shape)),)
+        )
+        for flat in host(picks).tolist():
+            index = _unravel(int(flat), tuple(x.shape))
+            expected = numeric_gradient(f, inputs, i, index)
+            value = float(g[index])
+            if not abs(value - expected) <= atol + rtol * abs(expected):
+                table = mistakes() if callable(mistakes) else mistakes
+                known = {h: grads[i] for h, grads in (table or {}).items() if grads[i] is not None}
+                raise CheckFailed(
+                    f"{name} at index {index} (shape {tuple(x.shape)}): finite differences give {expected:.6g}, "
+                    f"your backward gives {value:.6g}",
+                    _diagnose(g, known, rtol, atol) or hint,
+                )
+
+
+# Properties -----------------------------------------------------------------------------------
+def check_causal(
+    f: Callable[[Array], Any],
+    x: Array,
+    what: str,
+    positions: Sequence[int] | None = None,
+    atol: float = 1e-6,
+    hint: str = "the causal mask lets the future in: position t may only read positions <= t",
+) -> None:
+    """Changing ``x[:, t]`` (x is (B, T, ...)) must leave ``f(x)[:, :t]`` unchanged, for each t in ``positions``.
+
+    The failure names the first output position that moved and the input
+    position that moved it.
+    """
+    base = host(f(x)).astype("float64")
+    steps = x.shape[1]
+    for t in positions if positions is not None else range(1, steps):
+        changed = host(x).copy()
+        changed[:, t] = changed[:, t] + 1.0 if changed.dtype.kind == "f" else (changed[:, t] + 1) % 2
+        out = host(f(to_backend(changed, x))).astype("float64")
+        moved = abs(out[:, :t] - base[:, :t]) > atol
+        if moved.any():
+            position = int(moved.reshape(moved.shape[0], t, -1).any(axis=(0, 2)).argmax())
+            raise CheckFailed(
+                f"{what}: the output at position {position} changed when only the input at position {t} changed",
+                hint,
+            )
+
+
+@contextlib.contextmanager
+def seeded(seed: int = 0) -> Iterator[backend.Generator]:
+    """Reseed the library's default generator for the block (initialisation, dropout)."""
+    yield backend.manual_seed(seed)
