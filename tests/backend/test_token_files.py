@@ -56,7 +56,7 @@ def test_windows_from_a_file_are_the_windows_of_the_same_ids_on_the_device(tmp_p
 
 
 def test_the_map_is_renewed_and_windows_stay_right(tmp_path, monkeypatch):
-    monkeypatch.setattr(token_files, "REMAP_EVERY", 2)
+    monkeypatch.setattr(token_files, "REMAP_BYTES", 100 << 10)  # renewed every read or two
     ids = np.arange(1000) % 250
     tokens = TokenFile(write_tokens(tmp_path / "t.bin", ids, "uint8"), "uint8", 1000, 250)
     for start in range(0, 900, 37):
