@@ -28,6 +28,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -314,35 +315,52 @@ def _write_bpe(
     writers: dict[str, TokenWriter],
     counts: dict[str, dict[str, int]],
 ) -> int:
-    """BPE-encode the parts in parallel batches of pieces; each part's pieces end where GPT-2 cuts anyway."""
+    """BPE-encode the parts in parallel batches of pieces; each part's pieces end where GPT-2 cuts anyway.
+
+    One batch is encoded on a worker thread (``tokenizers`` lets go of the GIL and uses
+    every core) while this thread reads and cuts the next and writes the last one's ids.
+    """
     forced = 0
     pending: list[str] = []
     carry, current = "", "train"
+    pool = ThreadPoolExecutor(1, thread_name_prefix="tinygpt-encode")
+    in_flight: list[tuple[str, Future[list[list[int]]]]] = []
 
     def encode(name: str, final: bool) -> None:
         while len(pending) >= BATCH_PIECES or (final and pending):
             batch = pending[:BATCH_PIECES]
             del pending[:BATCH_PIECES]
-            writers[name].write(tokenizer.encode_pieces(batch))
+            in_flight.append((name, pool.submit(tokenizer.encode_pieces, batch)))
+            while len(in_flight) > 1 or (final and in_flight):  # the earlier batch is done: write it
+                done, future = in_flight.pop(0)
+                writers[done].write(future.result())
+        while final and in_flight:
+            done, future = in_flight.pop(0)
+            writers[done].write(future.result())
 
-    for name, data, characters in parts:
-        if name != current:  # the training part ends: what it carried is its last piece
+    try:
+        for name, data, characters in parts:
+            if name != current:  # the training part ends: what it carried is its last piece
+                pending.append(carry)
+                encode(current, final=True)
+                carry, current = "", name
+            counts[name]["bytes"] += len(data)
+            counts[name]["characters"] += characters
+            pieces = list(chunks(carry + data.decode("utf-8"), CHUNK_CHARS))
+            carry = pieces.pop()  # may continue in the next chunk: cut it there, where a safe cut is known
+            if len(carry) > MAX_CARRY_CHARS:
+                pieces.append(carry)
+                carry = ""
+                forced += 1
+            pending.extend(pieces)
+            encode(name, final=False)
+        if carry:
             pending.append(carry)
-            encode(current, final=True)
-            carry, current = "", name
-        counts[name]["bytes"] += len(data)
-        counts[name]["characters"] += characters
-        pieces = list(chunks(carry + data.decode("utf-8"), CHUNK_CHARS))
-        carry = pieces.pop()  # may continue in the next chunk: cut it there, where a safe cut is known
-        if len(carry) > MAX_CARRY_CHARS:
-            pieces.append(carry)
-            carry = ""
-            forced += 1
-        pending.extend(pieces)
-        encode(name, final=False)
-    if carry:
-        pending.append(carry)
-    encode(current, final=True)
+        encode(current, final=True)
+    finally:
+        pool.shutdown(
+            cancel_futures=True
+        )  # on Ctrl-C: the batch being encoded finishes, the rest never starts
     return forced
 
 
