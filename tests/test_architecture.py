@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("tinygpt.errors",),
     ("tinygpt.settings", "tinygpt.files", "tinygpt.extras", "tinygpt.progress"),
     ("tinygpt.backend",),
-    ("tinygpt.tensor", "tinygpt.tokenizers", "tinygpt.data"),
+    ("tinygpt.tensor", "tinygpt.tokenizers", "tinygpt.data", "tinygpt.datasets"),
     ("tinygpt.functional",),
     ("tinygpt.layers",),
     ("tinygpt.losses", "tinygpt.optim", "tinygpt.models"),

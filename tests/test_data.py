@@ -8,9 +8,11 @@ import http.server
 import importlib.resources
 import socket
 import threading
+import time
 
 import pytest
 
+from tests.corpus_inputs import REFUSED, refused_input
 from tinygpt import data
 from tinygpt.data import (
     CORPORA,
@@ -60,6 +62,25 @@ def test_read_text_missing_file_names_path(tmp_path):
 def test_read_text_directory_is_an_error(tmp_path):
     with pytest.raises(CorpusError, match="directory"):
         read_text(tmp_path)
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSED))
+def test_read_text_refuses_what_cannot_be_a_corpus_at_once(tmp_path, kind):
+    with refused_input(kind, tmp_path) as path:
+        start = time.perf_counter()
+        with pytest.raises(CorpusError) as info:
+            read_text(path)
+        assert time.perf_counter() - start < 1.0
+    assert REFUSED[kind] in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_read_text_refuses_a_file_larger_than_memory_with_the_prepare_command(tmp_path, monkeypatch):
+    path = tmp_path / "big.txt"
+    path.write_text("x" * 1000)
+    monkeypatch.setattr(data, "host_free_memory", lambda: 3000)
+    with pytest.raises(CorpusError, match="tinygpt prepare --text .*big.txt"):
+        read_text(path)
 
 
 # --- split_text -------------------------------------------------------------

@@ -13,12 +13,15 @@ import hashlib
 import http.client
 import importlib.resources
 import os
+import stat
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tinygpt import backend
+from tinygpt.backend.library import host_free_memory
+from tinygpt.backend.token_files import TokenFile
 from tinygpt.errors import ConfigError, CorpusError
 from tinygpt.files import write_bytes_atomic
 
@@ -51,17 +54,76 @@ def _decode_utf8(data: bytes, source: str) -> str:
     return text.replace("\r\n", "\n")
 
 
-def read_text(path: str | os.PathLike[str]) -> str:
-    """Read a UTF-8 text file, normalising ``\\r\\n`` to ``\\n``."""
+def _file_kind(mode: int) -> str | None:
+    """What a non-regular file is, in a user's words (None for a regular file)."""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    for test, kind in kinds:
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def open_corpus_file(path: str | os.PathLike[str]) -> tuple[BinaryIO, int]:
+    """Open a text file for reading; return it with its size in bytes.
+
+    What cannot be a corpus is refused at once, before a byte is read: a
+    directory, FIFO, device (``/dev/zero`` never ends), socket, or a file this
+    process may not read. The open itself cannot block: a FIFO swapped in after
+    the check is caught by the second look at the opened file.
+    """
     path = Path(path)
+    where = str(path)
     try:
-        data = path.read_bytes()
+        info = os.stat(path)
     except FileNotFoundError:
-        raise CorpusError(f"text file {str(path)!r} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise CorpusError(f"{str(path)!r} is a directory; give the path of a text file") from None
+        raise CorpusError(f"text file {where!r} does not exist; check the path") from None
     except OSError as err:
-        raise CorpusError(f"cannot read text file {str(path)!r}: {err}") from None
+        raise CorpusError(f"cannot read text file {where!r}: {err.strerror}") from None
+    kind = _file_kind(info.st_mode)
+    if kind is not None:
+        hint = "give the path of a text file" if kind == "a directory" else "save the text to a file first"
+        raise CorpusError(f"{where!r} is {kind}, not a regular file, so it cannot be a corpus; {hint}")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        raise CorpusError(f"cannot read text file {where!r}: {err.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise CorpusError(
+            f"{where!r} is {_file_kind(info.st_mode)}, not a regular file, so it cannot be a corpus"
+        )
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb"), info.st_size
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """Read a UTF-8 text file, normalising ``\\r\\n`` to ``\\n``.
+
+    The whole text is held in memory: a file larger than the memory available is
+    refused with the command that prepares it once (``tinygpt prepare``), after
+    which training memory-maps its tokens instead.
+    """
+    file, size = open_corpus_file(path)
+    with file:
+        available = host_free_memory()
+        # The text, its UTF-8 bytes and its ids in memory: about 4 bytes per byte of file at the least.
+        if available is not None and 4 * size > available:
+            raise CorpusError(
+                f"text file {str(path)!r} is {size / 1e9:.1f} GB; reading it into memory needs about "
+                f"{4 * size / 1e9:.1f} GB but {available / 1e9:.1f} GB is available. Prepare it once with "
+                f"`tinygpt prepare --text {path} --out DATA_DIR` and train with --data DATA_DIR"
+            )
+        try:
+            data = file.read()
+        except OSError as err:
+            raise CorpusError(f"cannot read text file {str(path)!r}: {err.strerror}") from None
     return _decode_utf8(data, f"text file {str(path)!r}")
 
 
@@ -91,7 +153,7 @@ def shakespeare_text() -> str:
     return "\n\n".join(play.rstrip("\n") for play in plays) + "\n"
 
 
-def _default_cache_dir() -> Path:
+def default_cache_dir() -> Path:
     """``$TINYGPT_CACHE`` if set, else ``~/.cache/tinygpt``."""
     env = os.environ.get("TINYGPT_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "tinygpt"
@@ -125,7 +187,7 @@ def tinyshakespeare_text(
     a cached file that fails it is fetched again, and a download that fails
     it is refused and not cached.
     """
-    cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache / TINYSHAKESPEARE_FILENAME
     expected = sha256.lower()
     try:
@@ -231,9 +293,13 @@ def require_window(ids: Any, block_size: int, what: str = "the text") -> None:
 def sample_windows(ids: Any, block_size: int, batch_size: int, rng: backend.Generator) -> Any:
     """``batch_size`` random windows of ``block_size`` consecutive ids: (B, T), the index dtype.
 
-    Start offsets are uniform over every position where a full window fits.
+    Start offsets are uniform over every position where a full window fits. ``ids`` is
+    an array on the device or a ``TokenFile`` (a memory-mapped split), which gives
+    the same windows for the same ids.
     """
     require_window(ids, block_size)
+    if isinstance(ids, TokenFile):
+        return ids.random_windows(rng, block_size, batch_size)
     n = ids.shape[0]
     starts = rng.integers(0, n - block_size + 1, (batch_size,))
     return _gather(ids, starts, block_size)
@@ -249,6 +315,9 @@ def sequential_windows(ids: Any, block_size: int, batch_size: int) -> Iterator[A
     count = ids.shape[0] // block_size
     for first in range(0, count, batch_size):
         rows = min(batch_size, count - first)
+        if isinstance(ids, TokenFile):
+            yield ids.consecutive_windows(first, rows, block_size)
+            continue
         starts = b.xp.arange(first, first + rows, dtype=b.int_dtype, device=b.device) * block_size
         yield _gather(ids, starts, block_size)
 

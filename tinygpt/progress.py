@@ -21,11 +21,22 @@ class Progress:
     context manager (or call ``close``) so the bar is cleared at the end.
     """
 
-    def __init__(self, total: int, initial: int = 0, enabled: bool | None = None, desc: str = "") -> None:
+    def __init__(
+        self, total: int, initial: int = 0, enabled: bool | None = None, desc: str = "", unit: str = "it"
+    ) -> None:
+        """``unit="B"`` counts bytes: the bar shows MB done, MB/s and the time left."""
         if enabled is None:
             enabled = sys.stderr.isatty()
         self._bar: Any = (
-            tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=False)
+            tqdm(
+                total=total,
+                initial=initial,
+                desc=desc,
+                dynamic_ncols=True,
+                leave=False,
+                unit=unit,
+                unit_scale=unit == "B",
+            )
             if enabled
             else None
         )

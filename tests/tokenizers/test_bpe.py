@@ -150,6 +150,49 @@ def test_a_long_text_encodes_in_chunks_to_exactly_the_ids_of_one_piece(monkeypat
     assert tok.encode(text) == whole
 
 
+# Every kind of space Python or the Rust regex may disagree on, contractions, digits, punctuation.
+CUT_ALPHABET = list("ab Z9'.\n\r\t-") + [
+    "'s",
+    "'ll",
+    " \n",
+    "\x1c",
+    "\x85",
+    "\xa0",
+    "\u2028",
+    "\u3000",
+    "é",
+    "🙂",
+    "語",
+]
+
+
+@settings(max_examples=60)
+@given(st.lists(st.sampled_from(CUT_ALPHABET), min_size=1, max_size=80).map("".join))
+def test_cutting_at_every_safe_place_never_changes_the_ids(bpe, text):
+    from tinygpt.tokenizers import bpe as bpe_module
+
+    pieces = list(bpe_module.chunks(text, 1))  # cut wherever chunks() allows: line breaks and spaces
+    assert "".join(pieces) == text
+    hf = bpe.backend_tokenizer
+    whole = hf.encode(text, add_special_tokens=False).ids
+    assert [i for piece in pieces for i in hf.encode(piece, add_special_tokens=False).ids] == whole
+
+
+def test_a_text_without_line_breaks_is_cut_at_spaces():
+    from tinygpt.tokenizers import bpe as bpe_module
+
+    text = "word " * 50_000
+    pieces = list(bpe_module.chunks(text, 1000))
+    assert len(pieces) > 100 and max(map(len, pieces)) <= 2000 and "".join(pieces) == text
+
+
+def test_training_on_pieces_learns_the_merges_of_the_whole_text():
+    from tinygpt.tokenizers import bpe as bpe_module
+
+    text = corpus(n=3000, seed=5)
+    assert BPETokenizer.train_from_pieces(bpe_module.chunks(text, 50), 400) == BPETokenizer.train(text, 400)
+
+
 # Streaming: a token may end inside a UTF-8 character ------------------------------------
 def test_stream_holds_back_bytes_of_an_incomplete_character():
     tok = BPETokenizer.train(corpus(seed=2), 257)  # bytes only: an emoji is four tokens

@@ -8,6 +8,7 @@ Hooks (environment variables; RANK:STEP means "on rank RANK, just before step ST
     TINYGPT_TEST_HANG=RANK:STEP  sleep forever there (a rank that hangs)
     TINYGPT_TEST_DRIFT=RANK:STEP nudge one weight there (a rank whose parameters drift apart)
     TINYGPT_TEST_STEP_DELAY=S    sleep S seconds before every step (time to send a signal mid-run)
+    TINYGPT_TEST_IN_MEMORY_BYTES=N  a --text file over N bytes is prepared into the cache (default 16 MB)
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ if __name__ == "__main__":
         _at_step("TINYGPT_TEST_DRIFT", _nudge)
     if os.environ.get("TINYGPT_TEST_STEP_DELAY"):
         _delay_steps(float(os.environ["TINYGPT_TEST_STEP_DELAY"]))
+    if os.environ.get("TINYGPT_TEST_IN_MEMORY_BYTES"):
+        from tinygpt.datasets import cache
+
+        cache.IN_MEMORY_BYTES = int(os.environ["TINYGPT_TEST_IN_MEMORY_BYTES"])
     from tinygpt.cli import main
 
     sys.exit(main(sys.argv[1:]))

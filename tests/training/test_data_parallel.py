@@ -131,6 +131,40 @@ def test_two_ranks_log_the_losses_of_one_process(runs):
     assert first.startswith("world size 2 over MPI") and "rank 1 pid" in first
 
 
+def test_two_ranks_on_a_prepared_dataset_log_the_losses_of_one_process_on_its_text(
+    runs, backend_name, corpus
+):
+    """Every rank maps the same token files; the ids are the text's, so the run is the --text run."""
+    from tinygpt.datasets import prepare_dataset
+
+    root, _, _ = runs
+    data = root / "data"
+    if not data.exists():
+        prepare_dataset(data, text=corpus, log=None)
+    two = subprocess.run(
+        _command(2, "train", "--data", data, "--out", root / "two-data", *FLAGS),
+        env=_env(backend_name), capture_output=True, text=True, timeout=TIMEOUT_S,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr
+    _assert_close(_losses(root / "two-data"), _losses(root / "one"), rel=1e-4)
+
+
+def test_two_ranks_on_a_large_text_prepare_it_once_and_log_the_losses_of_one_process(
+    runs, backend_name, corpus
+):
+    """Rank 0 prepares the text into the cache while rank 1 waits; then both map it."""
+    root, _, _ = runs
+    cache = root / f"cache-{backend_name}"
+    two = subprocess.run(
+        _command(2, "train", "--text", corpus, "--out", root / "two-cached", *FLAGS),
+        env=_env(backend_name, TINYGPT_CACHE=str(cache), TINYGPT_TEST_IN_MEMORY_BYTES="100"),
+        capture_output=True, text=True, timeout=TIMEOUT_S,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("preparing it once") == 1 and len(list((cache / "datasets").iterdir())) == 1
+    _assert_close(_losses(root / "two-cached"), _losses(root / "one"), rel=1e-4)
+
+
 def test_only_rank_0_writes_the_run_directory(runs):
     root, _, two = runs
     rank0 = json.loads((root / "writes.rank0.json").read_text())

@@ -51,7 +51,11 @@ class Generator:
 
     def integers(self, low: int, high: int, shape: Sequence[int]) -> Any:
         """Integers in ``[low, high)`` as a backend array of the index dtype."""
-        return asarray(self._host.integers(low, high, tuple(shape), dtype=np.int64), copy=False)
+        return asarray(self.host_integers(low, high, shape), copy=False)
+
+    def host_integers(self, low: int, high: int, shape: Sequence[int]) -> np.ndarray:
+        """The draws of ``integers`` as a host NumPy int64 array (to index host data: token files)."""
+        return self._host.integers(low, high, tuple(shape), dtype=np.int64)
 
     def keep_mask(self, shape: Sequence[int], p_keep: float, dtype: Any = None) -> Any:
         """A dropout mask: 1/p_keep with probability p_keep, else 0 (inverted dropout)."""

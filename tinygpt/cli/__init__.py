@@ -13,12 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tinygpt.cli import attention, course, evaluate, export, info, plot, sample, train, vision
+from tinygpt.cli import attention, course, evaluate, export, info, plot, prepare, sample, train, vision
 from tinygpt.cli.args import Parser
 from tinygpt.errors import TinyGPTError
 from tinygpt.training import TrainingInterrupted, distributed
 
-COMMANDS = (train, sample, evaluate, info, export, vision, plot, attention, course)
+COMMANDS = (prepare, train, sample, evaluate, info, export, vision, plot, attention, course)
 PARALLEL_COMMANDS = ("train", "eval")  # the others refuse to run as several processes
 
 

@@ -151,7 +151,18 @@ def add_data_flags(p: argparse.ArgumentParser, default_corpus: str | None) -> No
         action=Given,
         help="built-in corpus (default: %(default)s; on resume and eval: what the run recorded)",
     )
-    group.add_argument("--text", metavar="PATH", action=Given, help="train on any UTF-8 text file instead")
+    group.add_argument(
+        "--text",
+        metavar="PATH",
+        action=Given,
+        help="any UTF-8 text file instead (one over 16 MB is prepared once into $TINYGPT_CACHE and memory-mapped)",
+    )
+    group.add_argument(
+        "--data",
+        metavar="DIR",
+        action=Given,
+        help="a dataset tinygpt prepare wrote: its tokenizer and split, its tokens memory-mapped (any size)",
+    )
     p.add_argument(
         "--val-fraction",
         type=flag_type(OPEN_FRACTION),

@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 from tinygpt.checkpoint import load_checkpoint
-from tinygpt.cli.args import add_checkpoint_flags, add_data_flags, positive_int, recorded_text
-from tinygpt.data import split_for_training, split_text
+from tinygpt.cli.args import add_checkpoint_flags, add_data_flags, positive_int
+from tinygpt.cli.corpus import recorded_run_data
 from tinygpt.errors import ConfigError
 from tinygpt.models.huggingface import is_huggingface_directory
 from tinygpt.training import bits_per_byte, distributed, evaluate_ids
@@ -28,22 +28,22 @@ def run(args: argparse.Namespace) -> int:
     world = distributed.world()  # under mpiexec, each rank evaluates a share of the windows
     world.use_local_gpu(args.backend, args.device)  # loads the backend: each rank on its GPU
     ckpt = load_checkpoint(args.checkpoint, which=args.which)
-    if args.text is None and args.corpus is None and is_huggingface_directory(ckpt.path):
+    named = args.text is not None or args.corpus is not None or args.data is not None
+    if not named and is_huggingface_directory(ckpt.path):
         raise ConfigError(
             f"{ckpt.path} is a pretrained model, which records no text to evaluate on: give --text FILE "
-            "(or --corpus NAME); its last --val-fraction is scored"
+            "(or --corpus NAME, or --data DIR); its last --val-fraction is scored"
         )
-    if args.text is None and args.corpus is None and not ckpt.trainer_state.get("data"):
+    if not named and not ckpt.trainer_state.get("data"):
         args.corpus = "shakespeare"  # a checkpoint that recorded no text: the default corpus
-    # The text and split the run recorded, unless --text, --corpus or --val-fraction say otherwise.
-    text, data = recorded_text(args, ckpt.trainer_state.get("data", {}), strict=False)
+    # The data and split the run recorded, unless --data, --text, --corpus or --val-fraction say otherwise.
     block = ckpt.model.config.block_size
-    _, val_ids = split_for_training(text, ckpt.tokenizer, data["val_fraction"], block)
+    data = recorded_run_data(args, ckpt.trainer_state.get("data", {}), ckpt.tokenizer, block, strict=False)
+    val_ids = data.val_ids
     start = time.perf_counter()
     loss = evaluate_ids(ckpt.model, val_ids, args.batch_size, None if world.is_main else False, world)
     windows = val_ids.shape[0] // block
-    _, val_text = split_text(text, data["val_fraction"])
-    bpb = bits_per_byte(loss, val_ids.shape[0], len(val_text.encode("utf-8")))  # comparable across tokenizers
+    bpb = bits_per_byte(loss, val_ids.shape[0], data.val_bytes)  # comparable across tokenizers
     result = {
         "val_loss": loss,
         "val_bpb": bpb,

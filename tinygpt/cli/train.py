@@ -21,13 +21,12 @@ from tinygpt.cli.args import (
     add_settings,
     for_terminal,
     given,
-    load_text,
     nonnegative_int,
     positive_int,
-    recorded_text,
     settings_from,
 )
-from tinygpt.data import split_for_training, split_text
+from tinygpt.cli.corpus import TrainingData, fixed_tokenizer_data, new_run_data, recorded_run_data
+from tinygpt.data import split_text
 from tinygpt.errors import CheckpointError, ConfigError
 from tinygpt.generation import TextGeneration
 from tinygpt.models import GPTConfig, TinyGPT
@@ -170,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, world: distributed.World, shared_gpu: bool) -> int:
     if world.size > 1:
         print(world.description, flush=True)
-    out = Path(args.out or f"runs/{Path(args.text).stem if args.text else args.corpus}")
+    name = Path(args.text).stem if args.text else Path(args.data).name if args.data else args.corpus
+    out = Path(args.out or f"runs/{name}")
     run_dir = RunDirectory(out)
     # One process per run directory (a second one is refused at once): in a data-parallel run, rank 0.
     with run_dir.locked() if world.is_main else contextlib.nullcontext():
@@ -201,16 +201,16 @@ def _run(args: argparse.Namespace, world: distributed.World, shared_gpu: bool) -
 def new_trainer(
     args: argparse.Namespace, run_dir: RunDirectory, world: distributed.World, shared_gpu: bool = False
 ) -> LanguageModelTrainer:
-    """A fresh run: model and settings from the flags, a tokenizer from the text."""
+    """A fresh run: model and settings from the flags, a tokenizer from the text (or the dataset's)."""
     run_dir.check_new()
     train_config = settings_from(args, TrainConfig)
-    text, data_info = load_text(args)
     if args.init_from:
         model, tokenizer = pretrained(args)
-        return _trainer(args, run_dir, model, train_config, tokenizer, text, data_info, world, shared_gpu)
-    tokenizer = make_tokenizer(args, text, data_info["val_fraction"])
-    config = settings_from(args, GPTConfig, vocab_size=tokenizer.vocab_size)
-    return _trainer(args, run_dir, config, train_config, tokenizer, text, data_info, world, shared_gpu)
+        data = fixed_tokenizer_data(args, tokenizer, model.config.block_size)
+        return _trainer(args, run_dir, model, train_config, data, world, shared_gpu)
+    data = new_run_data(args, lambda text, fraction: make_tokenizer(args, text, fraction), args.block_size)
+    config = settings_from(args, GPTConfig, vocab_size=data.tokenizer.vocab_size)
+    return _trainer(args, run_dir, config, train_config, data, world, shared_gpu)
 
 
 def pretrained(args: argparse.Namespace) -> tuple[TinyGPT, Tokenizer]:
@@ -263,12 +263,14 @@ def resumed_trainer(
     ckpt = load_checkpoint(run_dir.resume() if world.is_main else resolve_checkpoint(run_dir.path, "latest"))
     train_config = resumed_settings(args, ckpt)
     check_resumed_tokenizer(args, ckpt.tokenizer)
-    text, data_info = recorded_text(args, ckpt.trainer_state.get("data", {}), strict=True)
-    where = data_info.get("text") or f"the {data_info.get('corpus')!r} corpus"
-    print(f"resuming on the text the run recorded: {where} (validation fraction {data_info['val_fraction']})")
-    trainer = _trainer(
-        args, run_dir, ckpt.model.config, train_config, ckpt.tokenizer, text, data_info, world, shared_gpu
+    data = recorded_run_data(
+        args, ckpt.trainer_state.get("data", {}), ckpt.tokenizer, ckpt.model.config.block_size, strict=True
     )
+    info = data.info
+    what = "data" if "data" in info and "text" not in info else "text"
+    where = info.get("text") or info.get("data") or f"the {info.get('corpus')!r} corpus"
+    print(f"resuming on the {what} the run recorded: {where} (validation fraction {info['val_fraction']})")
+    trainer = _trainer(args, run_dir, ckpt.model.config, train_config, data, world, shared_gpu)
     trainer.resume()
     ranks, before = world.size, trainer.resumed_world_size or 1
     windows = train_config.batch_size * train_config.grad_accum
@@ -286,29 +288,25 @@ def _trainer(
     run_dir: RunDirectory,
     model: GPTConfig | TinyGPT,
     train_config: TrainConfig,
-    tokenizer: Tokenizer,
-    text: str,
-    data_info: dict[str, Any],
+    data: TrainingData,
     world: distributed.World,
     shared_gpu: bool = False,
 ) -> LanguageModelTrainer:
-    """A trainer for ``model`` (a pretrained one, or a fresh one of this config), as one rank of ``world``."""
+    """A trainer for ``model`` (a pretrained one, or a fresh one of this config) on ``data``, as one rank of ``world``."""
     config = model.config if isinstance(model, TinyGPT) else model
     windows = train_config.batch_size * train_config.grad_accum  # per step, shared by the ranks
     rows = min(train_config.batch_size, -(-windows // world.size))  # the most one rank runs at once
     check_memory(config, rows, world.local_size if backend.current().on_host else 1)  # ranks share host RAM
-    train_ids, val_ids = split_for_training(text, tokenizer, data_info["val_fraction"], config.block_size)
-    _, val_text = split_text(text, data_info["val_fraction"])
     backend.manual_seed(train_config.seed)
     return LanguageModelTrainer(
         model if isinstance(model, TinyGPT) else TinyGPT(config),
-        tokenizer,
-        train_ids,
-        val_ids,
+        data.tokenizer,
+        data.train_ids,
+        data.val_ids,
         train_config,
         out_dir=run_dir,
         show_progress=args.progress,
-        data_info=data_info,
+        data_info=data.info,
         parallel=DataParallel(world, seed=train_config.seed, shared_device=shared_gpu),
-        val_bytes=len(val_text.encode("utf-8")),
+        val_bytes=data.val_bytes,
     )

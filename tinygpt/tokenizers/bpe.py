@@ -33,17 +33,27 @@ END_OF_TEXT = "<|endoftext|>"
 MAX_FILE_BYTES = {"tokenizer.json": 64 << 20, "vocab.json": 32 << 20, "merges.txt": 32 << 20}
 MAX_VOCAB = 1 << 20  # GPT-2 has 50,257 tokens; the largest public vocabularies about 256k
 # GPT-2's regex never joins a newline that sits between two non-space characters to
-# either side, so a long text cut there encodes to the same ids, in pieces of bounded memory.
+# either side, nor a non-space character to the space after it (a space only ever starts
+# a pre-token, " word"), so a long text cut there encodes to the same ids, in pieces of
+# bounded memory. A newline is preferred; the space lets a text without line breaks be cut.
+# (Python's \s is a superset of the Rust regex's, so a cut Python finds is one there too.)
 SAFE_CUT = re.compile(r"(?<=\S\n)(?=\S)")
+SAFE_CUT_AT_SPACE = re.compile(r"(?<=\S)(?= \S)")
 CHUNK_CHARS = 1 << 16
 CHUNKS_PER_BATCH = 16
 
 
 def chunks(text: str, size: int = CHUNK_CHARS) -> Iterator[str]:
-    """``text`` in pieces of about ``size`` characters, cut only where GPT-2's pre-tokenizer cuts anyway."""
+    """``text`` in pieces of about ``size`` characters, cut only where GPT-2's pre-tokenizer cuts anyway.
+
+    A piece ends at the first safe line break after ``size`` characters, else at the
+    first safe space; a stretch with neither stays whole, however long.
+    """
     start = 0
     while len(text) - start > size:
-        cut = SAFE_CUT.search(text, start + size)
+        window = (start + size, start + 2 * size)
+        cut = SAFE_CUT.search(text, *window) or SAFE_CUT_AT_SPACE.search(text, *window)
+        cut = cut or SAFE_CUT.search(text, window[1]) or SAFE_CUT_AT_SPACE.search(text, window[1])
         if cut is None:
             break
         yield text[start : cut.start()]
@@ -196,8 +206,11 @@ class BPETokenizer:
         self._cuttable = (  # GPT-2's own pre-tokenizer, so chunks() is exact
             pre.get("type") == "ByteLevel"
             and pre.get("use_regex", True)
+            and not pre.get("add_prefix_space", False)  # else every piece would gain a leading space
             and data.get("normalizer") is None
-            and not any("\n" in t.get("content", "") for t in data.get("added_tokens", []))
+            and not any(
+                c in t.get("content", "") for t in data.get("added_tokens", []) for c in "\n "
+            )  # an added token is matched before pre-tokenization: a cut must not split one
         )
 
     @classmethod
@@ -207,13 +220,21 @@ class BPETokenizer:
         A text too small to give that many merges is refused, so the vocabulary
         (and the model's embedding) always has exactly the size asked for.
         """
+        if not text:
+            raise TokenizerError("cannot train a BPE tokenizer on empty text")
+        return cls.train_from_pieces(chunks(text), vocab_size)  # the whole text at once takes GBs
+
+    @classmethod
+    def train_from_pieces(cls, pieces: Iterable[str], vocab_size: int) -> BPETokenizer:
+        """``train`` on a text given as pieces (``chunks``, or a sample of a corpus read from disk).
+
+        Pieces cut where GPT-2's pre-tokenizer cuts anyway give the merges of the whole text.
+        """
         if type(vocab_size) is not int or not 257 <= vocab_size <= MAX_VOCAB:
             raise TokenizerError(
                 f"vocab_size (--vocab-size) must be an integer in [257, {MAX_VOCAB}] "
                 f"(256 bytes + {END_OF_TEXT} + merges), got {vocab_size!r}"
             )
-        if not text:
-            raise TokenizerError("cannot train a BPE tokenizer on empty text")
         hf = _tokenizers()
         tokenizer = hf.Tokenizer(hf.models.BPE())
         tokenizer.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -224,7 +245,7 @@ class BPETokenizer:
             initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
-        tokenizer.train_from_iterator(chunks(text), trainer=trainer)  # the whole text at once takes GBs
+        tokenizer.train_from_iterator(pieces, trainer=trainer)
         got = tokenizer.get_vocab_size(with_added_tokens=True)
         if got < vocab_size:
             raise TokenizerError(
@@ -307,6 +328,11 @@ class BPETokenizer:
     def __repr__(self) -> str:
         return f"BPETokenizer(vocab_size={self.vocab_size})"
 
+    @property
+    def cuttable(self) -> bool:
+        """Whether a text cut by ``chunks`` encodes to the ids of the whole (GPT-2's own pre-tokenizer)."""
+        return self._cuttable
+
     def encode(self, text: str, on_unknown: str = "error") -> list[int]:
         """Token ids of ``text``; every text encodes, so ``on_unknown`` never applies."""
         if not isinstance(text, str):
@@ -315,13 +341,16 @@ class BPETokenizer:
             ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False).ids
             return ids
         # A corpus in batches of chunks: all at once, tokenizers keeps ~100 bytes per token.
-        pieces, ids = list(chunks(text, CHUNK_CHARS)), []
+        return [i for piece in self.encode_pieces(list(chunks(text, CHUNK_CHARS))) for i in piece]
+
+    def encode_pieces(self, pieces: list[str]) -> list[list[int]]:
+        """The ids of each piece, encoded in parallel batches (``tokenizers`` uses every core)."""
+        # encode_batch_fast (tokenizers >= 0.21) skips the offsets, which tinygpt never uses.
+        encode_batch = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)
+        ids: list[list[int]] = []
         for first in range(0, len(pieces), CHUNKS_PER_BATCH):
-            batch = self._tokenizer.encode_batch(
-                pieces[first : first + CHUNKS_PER_BATCH], add_special_tokens=False
-            )
-            for encoding in batch:
-                ids.extend(encoding.ids)
+            batch = encode_batch(pieces[first : first + CHUNKS_PER_BATCH], add_special_tokens=False)
+            ids.extend(encoding.ids for encoding in batch)
         return ids
 
     def decode(self, ids: Iterable[int]) -> str:

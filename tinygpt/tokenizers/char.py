@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tinygpt.backend.text import CharacterTable, UnknownCharacter, distinct_characters
 from tinygpt.errors import TokenizerError
 from tinygpt.files import write_json_atomic
 from tinygpt.tokenizers.ids import checked_ids
@@ -42,6 +43,8 @@ class CharTokenizer:
     """
 
     def __init__(self, chars: Iterable[str], unknown: str | None = None) -> None:
+        if isinstance(chars, str):
+            chars = distinct_characters(chars)  # a whole text: found without a loop per character
         vocab = set()
         for char in chars:
             if not isinstance(char, str) or len(char) != 1:
@@ -54,6 +57,7 @@ class CharTokenizer:
             raise TokenizerError("the vocabulary is empty; build it from non-empty text")
         self._chars: list[str] = sorted(vocab)
         self._ids: dict[str, int] = {c: i for i, c in enumerate(self._chars)}
+        self._table = CharacterTable(self._chars)  # code point -> id for whole texts at once
         if unknown is not None and unknown not in self._ids:
             raise TokenizerError(
                 f"unknown={unknown!r} is not in the vocabulary; "
@@ -63,8 +67,13 @@ class CharTokenizer:
 
     @classmethod
     def from_text(cls, text: str, unknown: str | None = None) -> CharTokenizer:
-        """Build the vocabulary from every distinct character in ``text``."""
-        return cls(text, unknown=unknown)
+        """Build the vocabulary from every distinct character in ``text`` (vectorized over its code points)."""
+        return cls(distinct_characters(text), unknown=unknown)
+
+    @property
+    def table(self) -> CharacterTable:
+        """The vectorized code point -> id lookup (``encode_utf8`` writes token files without Python ints)."""
+        return self._table
 
     @property
     def vocab_size(self) -> int:
@@ -102,41 +111,41 @@ class CharTokenizer:
         dropped (``"skip"``), or becomes the tokenizer's ``unknown`` character, else a
         space (``"replace"``). ``tinygpt sample --unknown`` offers the same choice.
         """
-        ids = self._ids
         try:
-            return [ids[c] for c in text]
-        except KeyError:
-            pass
-        # Slow path, only when some character is missing: find it or substitute.
+            return self._table.encode(text)
+        except UnknownCharacter as missing:
+            first = missing
         if on_unknown not in UNKNOWN_CHOICES:
             raise TokenizerError(f"on_unknown must be one of {UNKNOWN_CHOICES}, got {on_unknown!r}")
         fallback = self._unknown
         if on_unknown == "replace" and fallback is None:
-            fallback = " " if " " in ids else None
+            fallback = " " if " " in self._ids else None
             if fallback is None:
                 raise TokenizerError(
                     "on_unknown='replace' needs a character to replace with, and this vocabulary has no space; "
                     "use on_unknown='skip' (--unknown skip)"
                 )
         if on_unknown == "skip":
-            return [ids[c] for c in text if c in ids]
+            return self._table.encode(text, skip=True)
         if fallback is not None:
-            return [ids.get(c, ids[fallback]) for c in text]
-        position, char = next((i, c) for i, c in enumerate(text) if c not in ids)
+            return self._table.encode(text, replacement=self._ids[fallback])
         raise TokenizerError(
-            f"character {_describe(char)} at position {position} is not in the tokenizer's vocabulary of "
-            f"{self.vocab_size} characters; remove it, or drop or replace unseen characters "
+            f"character {_describe(first.char)} at position {first.position} is not in the tokenizer's vocabulary "
+            f"of {self.vocab_size} characters; remove it, or drop or replace unseen characters "
             f"(on_unknown='skip' or 'replace'; tinygpt sample --unknown skip|replace){self._normalization_hint(text)}"
         )
 
     def _normalization_hint(self, text: str) -> str:
         """A hint when another Unicode normalization of ``text`` would fit the vocabulary (é vs e + ◌́)."""
         for form in ("NFC", "NFKC", "NFD"):
-            if all(c in self._ids for c in unicodedata.normalize(form, text)):
-                return (
-                    f". The text may differ from the training text only by its Unicode normalization: "
-                    f"unicodedata.normalize({form!r}, text) fits the vocabulary"
-                )
+            try:
+                self._table.encode(unicodedata.normalize(form, text))
+            except UnknownCharacter:
+                continue
+            return (
+                f". The text may differ from the training text only by its Unicode normalization: "
+                f"unicodedata.normalize({form!r}, text) fits the vocabulary"
+            )
         return ""
 
     def start_ids(self) -> list[int]:
