@@ -58,6 +58,7 @@ class RunDirectory:
         self.path = Path(path)
         self._recorded: list[str] = []
         self._lock_fd: int | None = None
+        self.opened = False  # by start() or resume(), once per run
 
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.path)!r})"
@@ -147,6 +148,7 @@ class RunDirectory:
         (self.path / METRICS).unlink(missing_ok=True)
         self._recorded = []
         self._write_recorded()
+        self.opened = True
 
     def resume(self) -> Path:
         """Reopen a run for ``--resume``; returns its latest checkpoint directory."""
@@ -160,6 +162,7 @@ class RunDirectory:
         else:  # a run from tinygpt 0.1: adopt only the checkpoints its pointers name
             self._recorded = sorted(_names(self._referenced() or set()))
             self._write_recorded()
+        self.opened = True
         return latest
 
     def foreign_entries(self) -> list[str]:
