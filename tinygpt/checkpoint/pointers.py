@@ -55,17 +55,23 @@ def resolve_checkpoint(path: str | os.PathLike[str], which: str = "best") -> Pat
     pointer = path / f"{which}.json"
     if pointer.exists():
         checkpoint = read_pointer(path, which)
-        target = checkpoint.relative_to(path).as_posix()
-        if not checkpoint.exists():
+        for _ in range(8):
+            if checkpoint.exists():
+                return checkpoint
             # A kill between save_checkpoint's two renames leaves the previous version aside.
             for moved in files.moved_aside(checkpoint):
                 if (moved / "config.json").exists():
                     return moved
-            raise CheckpointError(
-                f"{pointer} points to {target}, which does not exist; the run directory was "
-                "edited: point --checkpoint at a checkpoint inside it"
-            )
-        return checkpoint
+            # A run training meanwhile may have moved the pointer on and pruned what it named.
+            moved_on = read_pointer(path, which)
+            if moved_on == checkpoint:
+                break
+            checkpoint = moved_on
+        target = checkpoint.relative_to(path).as_posix()
+        raise CheckpointError(
+            f"{pointer} points to {target}, which does not exist; the run directory was "
+            "edited: point --checkpoint at a checkpoint inside it"
+        )
     raise CheckpointError(
         f"{path} is neither a checkpoint (no config.json) nor a run directory (no {which}.json); "
         "give the --out directory of `tinygpt train` or a checkpoint inside it"
