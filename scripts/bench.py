@@ -7,6 +7,9 @@
     python scripts/bench.py --data-parallel                # tokens/s: 1 process, mpiexec -n 2, PyTorch (tinygpt[mpi])
     python scripts/bench.py --projection                   # all-reduce bytes and step time at 8-512 ranks
     python scripts/bench.py --gpt2                         # GPT-2 (124M) sampling vs transformers (tinygpt[hf])
+    python scripts/bench.py --data                         # tinygpt prepare of a generated 1 GB corpus vs tokenizers
+    python scripts/bench.py --data --size-mb 200 --workdir /big   # a smaller corpus; where it goes (default: temp)
+    python scripts/bench.py --data-train DATA_DIR          # training on a prepared dataset vs on Shakespeare
 
 Each benchmark is one module of ``scripts/benchmarks/``; this file only reads the flags and
 runs one of them. Each measurement runs in its own subprocess (so peak memory is per
@@ -20,7 +23,7 @@ import argparse
 import json
 import os
 
-from benchmarks import data_parallel, gpt2_load, gpt2_sampling, projection, sampling, training
+from benchmarks import data, data_parallel, gpt2_load, gpt2_sampling, projection, sampling, training
 from benchmarks.common import CONFIGS
 
 WORKERS = {
@@ -29,6 +32,7 @@ WORKERS = {
     **data_parallel.WORKERS,
     **gpt2_sampling.WORKERS,
     **gpt2_load.WORKERS,
+    **data.WORKERS,
 }
 
 
@@ -77,6 +81,26 @@ def main() -> None:
         "transformers' generate on the same random weights, with the machine's read-bandwidth limit "
         "(needs transformers; with --gpu: CuPy vs transformers on CUDA)",
     )
+    parser.add_argument(
+        "--data",
+        action="store_true",
+        help="tinygpt prepare (char, BPE 8192) of a generated corpus vs tokenizers' encode_batch alone",
+    )
+    parser.add_argument(
+        "--size-mb", type=int, default=1000, help="--data: the corpus size (default: 1000 MB)"
+    )
+    parser.add_argument("--workdir", help="--data: where the corpus and datasets go (default: a temp dir)")
+    parser.add_argument(
+        "--ceiling-mb",
+        type=float,
+        default=0,
+        help="--data: time the tokenizers ceiling on the first N MB (0: all)",
+    )
+    parser.add_argument(
+        "--data-train",
+        metavar="DATA_DIR",
+        help="training on this prepared dataset vs on Shakespeare (ms/step, memory), and under mpiexec -n 2",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:  # one measurement, in this fresh process (benchmarks.common.run_worker)
@@ -84,6 +108,10 @@ def main() -> None:
         result = WORKERS[kind](*rest)
         if result.get("rank", 0) == 0:
             print(json.dumps(result))
+    elif args.data:
+        data.run(args.size_mb, args.workdir, args.ceiling_mb, args.json)
+    elif args.data_train:
+        data.run_training(args.data_train, args.repeat, args.json)
     elif args.gpt2_load:
         gpt2_load.run(args.json)
     elif args.gpt2:

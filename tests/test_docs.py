@@ -1,4 +1,4 @@
-"""The tutorial runs: every ```python block of docs/*.md is executed, page by page."""
+"""The tutorial runs: every ```python block of README.md and docs/*.md is executed, page by page."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from tinygpt.errors import MissingExtraError
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
+README = DOCS.parent / "README.md"  # the first page: its Python example runs too
 # Packages of tinygpt's extras that a page may import itself (the rest go through tinygpt.extras).
 OPTIONAL = {"tokenizers", "matplotlib", "sklearn", "transformers", "torch", "jax", "mpi4py", "cupy"}
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -34,10 +35,12 @@ def python_blocks(page: Path) -> list[str]:
     return PYTHON_BLOCK.findall(page.read_text(encoding="utf-8"))
 
 
-PAGES_WITH_CODE = [page for page in PAGES if python_blocks(page)]
+PAGES_WITH_CODE = [page for page in [README, *PAGES] if python_blocks(page)]
 
 
-@pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=[p.name for p in PAGES_WITH_CODE])
+@pytest.mark.parametrize(
+    "page", PAGES_WITH_CODE, ids=[p.relative_to(DOCS.parent).as_posix() for p in PAGES_WITH_CODE]
+)
 def test_python_snippets_run_in_order(page, tmp_path, monkeypatch):
     blocks = python_blocks(page)
     monkeypatch.chdir(tmp_path)  # snippets that write files write here

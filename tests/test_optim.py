@@ -84,6 +84,7 @@ def test_adamw_default_weight_decay_is_decoupled(xp_backend, float64) -> None:
     p = Parameter([1.0, -2.0])
     opt = AdamW([p], lr=0.1)
     assert opt.param_groups[0]["weight_decay"] == 0.01
+    assert Adam([p]).param_groups[0]["weight_decay"] == 0.0  # the one default AdamW changes
     p.grad = Tensor([0.0, 0.0])
     opt.step()  # zero gradient: only the decay moves the weights
     np.testing.assert_allclose(p.numpy(), [1.0 * (1 - 0.1 * 0.01), -2.0 * (1 - 0.1 * 0.01)], rtol=1e-12)

@@ -42,6 +42,10 @@ _EXPORTS = {
     "MSELoss": "tinygpt.losses",
     "GPTConfig": "tinygpt.models",
     "TinyGPT": "tinygpt.models",
+    "load_checkpoint": "tinygpt.checkpoint",
+    "load_model": "tinygpt.checkpoint",
+    "save_checkpoint": "tinygpt.checkpoint",
+    "save_gpt2": "tinygpt.checkpoint",
     "Tensor": "tinygpt.tensor",
     "concat": "tinygpt.tensor",
     "no_grad": "tinygpt.tensor",
@@ -58,6 +62,7 @@ _SUBMODULES = ("backend", "functional", "optim")
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
     from tinygpt import backend, functional, optim
+    from tinygpt.checkpoint import load_checkpoint, load_model, save_checkpoint, save_gpt2
     from tinygpt.errors import TinyGPTError
     from tinygpt.generation import TextGeneration, generate
     from tinygpt.layers import (
@@ -138,8 +143,12 @@ __all__ = [
     "concat",
     "functional",
     "generate",
+    "load_checkpoint",
+    "load_model",
     "no_grad",
     "optim",
+    "save_checkpoint",
+    "save_gpt2",
     "split",
     "stack",
     "tensor",

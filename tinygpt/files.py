@@ -1,9 +1,16 @@
-"""Writing files so that a crash or ``kill -9`` never leaves half of one.
+"""Files: written so that a crash or ``kill -9`` never leaves half of one, read without trusting them.
 
 Every file tinygpt writes for later (checkpoint pointers, tokenizers, the
 corpus cache) goes through here: the bytes go to a temporary file in the same
 directory, are fsync'ed, and one ``os.replace`` swaps them in. A reader sees
 the old file or the new one, never a mixture.
+
+Every file tinygpt reads that may come from anywhere (a checkpoint, a run's
+pointers, a Hugging Face model directory, a tokenizer, a dataset's manifest) is
+opened through ``open_regular``, under one rule: only a regular file is read (a
+FIFO would block, a device may never end), and a file named inside a directory
+(``member``) is read from inside it: a symbolic link is followed only when its
+target stays in the directory. The caller names the error its layer raises.
 """
 
 from __future__ import annotations
@@ -13,9 +20,10 @@ import glob
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tinygpt.errors import TinyGPTError
 
@@ -136,3 +144,64 @@ def parse_json(data: bytes, source: str | Path, error: type[TinyGPTError], kind:
         raise error(f"{source} nests JSON too deeply to be {kind}") from None
     except ValueError as exc:  # JSONDecodeError, and integers too long to convert
         raise error(f"{source} is not valid JSON ({exc}); it may be truncated or corrupt") from None
+
+
+# Reading files that may come from anywhere --------------------------------------------------
+def member(folder: Path, name: str, error: type[TinyGPTError], where: str = "the directory") -> Path | None:
+    """``folder/name``, or None if it is absent; a symbolic link out of ``folder`` (``where``) raises ``error``."""
+    file = folder / name
+    try:
+        info = file.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise error(f"cannot read {file}: {exc.strerror}") from None
+    if stat.S_ISLNK(info.st_mode):
+        target = file.resolve()
+        if not target.is_relative_to(folder.resolve()):
+            raise error(
+                f"{file} is a symbolic link out of {where} (to {target}); refusing it: "
+                f"copy the real file into {where}"
+            )
+    return file
+
+
+def open_regular(file: Path, error: type[TinyGPTError]) -> BinaryIO:
+    """``file`` open for reading if it is a regular file (a link is followed); anything else raises ``error``.
+
+    The open itself cannot block: it is non-blocking until the opened file is known to be
+    regular, so a FIFO swapped in after a check is refused too.
+    """
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise error(f"{file} does not exist; check the path") from None
+    except OSError as exc:
+        raise error(f"cannot read {file}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise error(f"{file} is not a regular file (a FIFO, device or directory); refusing it")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_file(
+    file: Path, limit: int | None, error: type[TinyGPTError], kind: str = "a tinygpt file"
+) -> bytes:
+    """The bytes of the regular file ``file``, refusing one of more than ``limit`` bytes before reading it.
+
+    ``kind`` completes "it is not {kind}" in the message about the size, e.g. "a tokenizer file".
+    """
+    with open_regular(file, error) as f:
+        size = os.fstat(f.fileno()).st_size
+        if limit is not None and size > limit:
+            raise error(
+                f"{file} is {size:,} bytes, larger than the {limit:,} {kind} may have; it is not {kind}"
+            )
+        try:
+            data = f.read() if limit is None else f.read(limit + 1)
+        except OSError as exc:
+            raise error(f"cannot read {file}: {exc.strerror}") from None
+    if limit is not None and len(data) > limit:
+        raise error(f"{file} grew past {limit:,} bytes while being read; it is not {kind}")
+    return data

@@ -179,10 +179,12 @@ class Adam(Optimizer):
 
     ``decoupled=True`` is AdamW: weight decay shrinks the weights directly
     (p *= 1 - lr * wd) instead of being added to the gradient, so it is not
-    rescaled by the adaptive step size.
+    rescaled by the adaptive step size. ``weight_decay`` defaults to the class's
+    ``default_weight_decay``: 0 for Adam, 0.01 for AdamW.
     """
 
     decoupled = False
+    default_weight_decay = 0.0
 
     def __init__(
         self,
@@ -190,9 +192,10 @@ class Adam(Optimizer):
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
-        weight_decay: float = 0.0,
+        weight_decay: float | None = None,
     ) -> None:
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+        wd = self.default_weight_decay if weight_decay is None else weight_decay
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": wd})
 
     def _update(
         self, p: Parameter, g: Array, group: dict[str, Any], state: dict[str, Any], grad_scale: float
@@ -233,16 +236,7 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter); PyTorch's default decay 0.01."""
 
     decoupled = True
-
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.01,
-    ) -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    default_weight_decay = 0.01
 
 
 @op("grad_norm")

@@ -1,7 +1,7 @@
 """Peak resident memory of loading GPT-2 (124M) weights: tinygpt vs transformers, each in a fresh process.
 
 Random weights of gpt2's shape are saved by transformers once; each side then loads the
-same directory (``TinyGPT.from_pretrained`` / ``GPT2LMHeadModel.from_pretrained``) and runs
+same directory (``tinygpt.load_model`` / ``GPT2LMHeadModel.from_pretrained``) and runs
 one forward pass, since transformers maps the file lazily. ``--gpt2-load``.
 """
 
@@ -20,9 +20,9 @@ SIDES = ("tinygpt", "transformers")
 def worker_gpt2_load(side: str, path: str) -> dict:
     """Load ``path`` on ``side``: seconds, resident memory before, peak after loading and after one forward."""
     if side == "tinygpt":
-        from tinygpt import TinyGPT
+        from tinygpt import load_model
 
-        load = TinyGPT.from_pretrained
+        load = load_model
     else:
         import torch
         from transformers import GPT2LMHeadModel

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.cli.test_commands import assert_one_line_error, run_cli
-from tinygpt import TinyGPT, backend
+from tinygpt import backend, load_model
 from tinygpt.checkpoint import load_checkpoint
 from tinygpt.tokenizers import BPETokenizer, huggingface_files
 
@@ -231,7 +231,7 @@ def test_a_trained_run_exports_to_transformers_with_the_same_logits_and_ids(
     with torch.no_grad():
         expected = theirs(torch.tensor([ids])).logits.numpy()
     np.testing.assert_allclose(backend.to_numpy(ours.model([ids]).data), expected, atol=1e-4, rtol=0)
-    again = TinyGPT.from_pretrained(out)  # tinygpt reads its export back, tokenizer included
+    again = load_model(out)  # tinygpt reads its export back, tokenizer included
     assert load_checkpoint(out).tokenizer.encode(sample) == ids
     np.testing.assert_array_equal(
         backend.to_numpy(again([ids]).data), backend.to_numpy(ours.model([ids]).data)

@@ -8,7 +8,7 @@ import pytest
 
 from tests.cli.test_commands import assert_one_line_error, run_cli
 from tests.lm_helpers import PYTHON, subprocess_env, tiny_model
-from tinygpt.checkpoint import save_checkpoint
+from tinygpt.checkpoint import save_checkpoint, save_gpt2
 from tinygpt.tokenizers import CharTokenizer
 
 CHARS = "abcdefgh \n"
@@ -18,7 +18,7 @@ CHARS = "abcdefgh \n"
 def padded_dir(tmp_path):
     """A Hugging Face GPT-2 directory whose model scores 64 ids and whose tokenizer has 10."""
     path = tmp_path / "padded"
-    tiny_model(64, seed=0, weight_std=1.0, block_size=32).save_pretrained(path, CharTokenizer(CHARS))
+    save_gpt2(path, tiny_model(64, seed=0, weight_std=1.0, block_size=32), CharTokenizer(CHARS))
     return path
 
 

@@ -345,7 +345,7 @@ def test_huge_files_are_refused_before_reading(tmp_path, gpt2_dir, name):
         (tmp_path / other).write_bytes((gpt2_dir / other).read_bytes())
     with open(tmp_path / name, "wb") as f:
         f.truncate(100 << 20)  # sparse: 100 MiB that take no disk
-    with pytest.raises(TokenizerError, match=f"{name} is 104,857,600 bytes, more than"):
+    with pytest.raises(TokenizerError, match=f"{name} is 104,857,600 bytes, larger than"):
         tokenizer_from_directory(tmp_path)
 
 

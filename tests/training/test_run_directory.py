@@ -210,11 +210,11 @@ def test_a_new_directory_made_only_for_the_lock_is_removed_again(tmp_path):
 
 # Readers while a run trains --------------------------------------------------------------------
 def test_a_reader_follows_the_pointer_when_its_checkpoint_is_pruned_mid_read(tmp_path, monkeypatch):
-    from tinygpt import checkpoint
+    from tinygpt.checkpoint import directory
 
     run = _started(tmp_path)
     run.save(1, _model(1), _tokenizer())
-    real_read, calls = checkpoint._read, {"n": 0}
+    real_read, calls = directory.read_checked, {"n": 0}
 
     def read_while_the_run_moves_on(path, name, sha):
         calls["n"] += 1
@@ -222,7 +222,7 @@ def test_a_reader_follows_the_pointer_when_its_checkpoint_is_pruned_mid_read(tmp
             run.save(2, _model(2), _tokenizer())
         return real_read(path, name, sha)
 
-    monkeypatch.setattr(checkpoint, "_read", read_while_the_run_moves_on)
+    monkeypatch.setattr(directory, "read_checked", read_while_the_run_moves_on)
     loaded = load_checkpoint(run.path, which="latest")
     assert loaded.path.name == "step-0000002"
     assert not (run.path / "checkpoints" / "step-0000001").exists()

@@ -157,7 +157,7 @@ def test_restore_refuses_a_checkpoint_of_another_vocabulary(tmp_path):
     _trainer(out_dir=tmp_path, max_iters=5, eval_interval=5).train()
     other = _trainer(text="completely different words! " * 10, max_iters=5)
     with pytest.raises(Exception, match="vocabulary"):
-        other.restore(resolve_checkpoint(tmp_path, "latest"))
+        other.restore(load_checkpoint(resolve_checkpoint(tmp_path, "latest"), with_training_state=True))
 
 
 # Non-finite values ---------------------------------------------------------------------
@@ -289,7 +289,7 @@ def test_resume_after_a_kill_between_checkpoint_renames(tmp_path):
     latest = resolve_checkpoint(tmp_path, "latest")
     latest.rename(latest.with_name(f".{latest.name}.k1ll3d.old"))  # what publish_directory leaves
     fresh = _trainer(out_dir=tmp_path, max_iters=40, eval_interval=20, model_seed=5)
-    fresh.restore(resolve_checkpoint(tmp_path, "latest"))
+    fresh.restore(load_checkpoint(resolve_checkpoint(tmp_path, "latest"), with_training_state=True))
     assert fresh.step == 20
     fresh.train()
     assert load_checkpoint(resolve_checkpoint(tmp_path, "latest"), True).trainer_state["step"] == 40

@@ -9,7 +9,7 @@ Each array library is one ``ArrayLibrary`` in ``libraries/``, listed in
 ``registry.py``.
 """
 
-from tinygpt.backend.host import asarray, to_numpy
+from tinygpt.backend.host import asarray, read_array, to_numpy
 from tinygpt.backend.kernels import (
     gelu_and_slope,
     gelu_and_slope_portable,
@@ -51,6 +51,7 @@ __all__ = [
     "masked_softmax",
     "masked_softmax_portable",
     "one_hot",
+    "read_array",
     "row_sum",
     "scatter_add_rows",
     "scatter_add_rows_portable",

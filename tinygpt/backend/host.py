@@ -1,4 +1,4 @@
-"""Moving data between host NumPy arrays (files, printing) and the backend.
+"""Moving data between host NumPy arrays (files, printing) and the backend, and reading arrays from files.
 
 Checkpoints are written from host NumPy arrays, so a model trained on a GPU
 (or on torch, or JAX) loads on a laptop: every conversion goes through these
@@ -7,7 +7,7 @@ two functions, and the registered libraries know how to copy their arrays.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -23,6 +23,24 @@ def to_numpy(array: Any) -> np.ndarray:
         if library.owns(array):
             return library.to_host(array)
     return np.array(array, copy=True)
+
+
+def read_array(file: BinaryIO, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """A new host array of ``shape`` read from ``file`` at its position: little-endian ``dtype`` values.
+
+    The bytes go from the file straight into the array (no memory map, no second copy);
+    a file that ends first raises ``EOFError``.
+    """
+    array = np.empty(shape, dtype=np.dtype(dtype).newbyteorder("<"))
+    raw: Any = array.reshape(-1).view(np.uint8)  # the array's own bytes, written in place
+    reader: Any = file  # BinaryIO does not declare readinto; every binary file object has it
+    done = 0
+    while done < raw.size:
+        got = reader.readinto(raw[done:])
+        if not got:
+            raise EOFError(f"the file ends after {done:,} of the tensor's {raw.size:,} bytes")
+        done += got
+    return array if array.dtype.isnative else array.astype(dtype)
 
 
 def asarray(data: Any, dtype: Any = None, backend: Backend | None = None, copy: bool = True) -> Any:

@@ -11,7 +11,6 @@ from tinygpt.checkpoint import load_checkpoint
 from tinygpt.cli.args import add_checkpoint_flags, add_data_flags, positive_int
 from tinygpt.cli.corpus import recorded_run_data
 from tinygpt.errors import ConfigError
-from tinygpt.models.huggingface import is_huggingface_directory
 from tinygpt.training import bits_per_byte, distributed, evaluate_ids
 
 
@@ -29,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     world.use_local_gpu(args.backend, args.device)  # loads the backend: each rank on its GPU
     ckpt = load_checkpoint(args.checkpoint, which=args.which)
     named = args.text is not None or args.corpus is not None or args.data is not None
-    if not named and is_huggingface_directory(ckpt.path):
+    if not named and ckpt.huggingface:
         raise ConfigError(
             f"{ckpt.path} is a pretrained model, which records no text to evaluate on: give --text FILE "
             "(or --corpus NAME, or --data DIR); its last --val-fraction is scored"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tinygpt.checkpoint import save_gpt2
 from tinygpt.cli.args import add_checkpoint_flags, load
 
 
@@ -27,7 +28,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     ckpt = load(args)
-    out = ckpt.model.save_pretrained(args.out, ckpt.tokenizer)
+    out = save_gpt2(args.out, ckpt.model, ckpt.tokenizer)
     print(
         f"exported {ckpt.path} to {out}; load it with transformers.GPT2LMHeadModel.from_pretrained({str(out)!r})"
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from tinygpt import backend
-from tinygpt.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
+from tinygpt.checkpoint import Checkpoint, Unfilled, load_checkpoint, resolve_checkpoint
 from tinygpt.classroom.profiler import Profiler
 from tinygpt.cli.args import (
     Given,
@@ -249,8 +249,8 @@ def pretrained(args: argparse.Namespace) -> tuple[TinyGPT, Tokenizer]:
     state = ckpt.model.state_dict()
     if "wpe.weight" in state:  # crop the position table (nanoGPT's crop_block_size)
         state["wpe.weight"] = state["wpe.weight"][:block]
-    model = TinyGPT(dataclasses.replace(config, block_size=block, dropout=args.dropout))
-    model.load_state_dict(state, source=str(ckpt.path))
+    model = TinyGPT(dataclasses.replace(config, block_size=block, dropout=args.dropout), rng=Unfilled())
+    model.load_state_dict(state, source=str(ckpt.path))  # every weight: nothing drawn at random above
     print(f"fine-tuning {ckpt.path} ({config.num_parameters():,} parameters, context {block})", flush=True)
     return model, ckpt.tokenizer
 
@@ -258,9 +258,13 @@ def pretrained(args: argparse.Namespace) -> tuple[TinyGPT, Tokenizer]:
 def resumed_trainer(
     args: argparse.Namespace, run_dir: RunDirectory, world: distributed.World, shared_gpu: bool = False
 ) -> LanguageModelTrainer:
-    """The run in ``--out`` from its latest checkpoint: its own text, split, model and settings."""
+    """The run in ``--out`` from its latest checkpoint: its own text, split, model and settings.
+
+    The checkpoint is loaded once, with its training state; its model is the one that trains on.
+    """
     # Rank 0 reopens the run directory; the other ranks of a data-parallel run only read it.
-    ckpt = load_checkpoint(run_dir.resume() if world.is_main else resolve_checkpoint(run_dir.path, "latest"))
+    latest = run_dir.resume() if world.is_main else resolve_checkpoint(run_dir.path, "latest")
+    ckpt = load_checkpoint(latest, with_training_state=True)
     train_config = resumed_settings(args, ckpt)
     check_resumed_tokenizer(args, ckpt.tokenizer)
     data = recorded_run_data(
@@ -270,8 +274,8 @@ def resumed_trainer(
     what = "data" if "data" in info and "text" not in info else "text"
     where = info.get("text") or info.get("data") or f"the {info.get('corpus')!r} corpus"
     print(f"resuming on the {what} the run recorded: {where} (validation fraction {info['val_fraction']})")
-    trainer = _trainer(args, run_dir, ckpt.model.config, train_config, data, world, shared_gpu)
-    trainer.resume()
+    trainer = _trainer(args, run_dir, ckpt.model, train_config, data, world, shared_gpu)
+    trainer.restore(ckpt)
     ranks, before = world.size, trainer.resumed_world_size or 1
     windows = train_config.batch_size * train_config.grad_accum
     change = (

@@ -20,11 +20,11 @@ import dataclasses
 import hashlib
 import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tinygpt import files
 from tinygpt.backend.token_files import TOKEN_DTYPES, itemsize
 from tinygpt.errors import CorpusError
 from tinygpt.files import json_bytes, parse_json
@@ -213,32 +213,12 @@ def parse_manifest(data: bytes, source: str) -> Manifest:
 
 
 def read_member(folder: Path, name: str, limit: int) -> bytes:
-    """The bytes of ``folder/name``: a regular file (not a link), at most ``limit`` bytes."""
-    path = folder / name
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
-        raise CorpusError(
-            f"{folder} has no {name}; it is not a prepared dataset (see tinygpt prepare)"
-        ) from None
-    except OSError as exc:
-        raise CorpusError(f"cannot read {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise CorpusError(
-            f"{path} is not a regular file (a link, FIFO or directory); refusing it: prepare it again"
-        )
-    if info.st_size > limit:
-        raise CorpusError(
-            f"{path} is {info.st_size:,} bytes, more than the {limit:,} it may have; refusing it"
-        )
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError as exc:
-        raise CorpusError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > limit:
-        raise CorpusError(f"{path} grew past {limit:,} bytes while being read; refusing it")
-    return data
+    """The bytes of ``folder/name``, read under ``tinygpt.files``' one rule: a regular file inside the
+    dataset (a link only to somewhere inside it), of at most ``limit`` bytes."""
+    path = files.member(folder, name, CorpusError, "the dataset")
+    if path is None:
+        raise CorpusError(f"{folder} has no {name}; it is not a prepared dataset (see tinygpt prepare)")
+    return files.read_file(path, limit, CorpusError, "a dataset file")
 
 
 def sha256(data: bytes) -> str:

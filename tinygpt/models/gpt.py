@@ -8,20 +8,16 @@ final LayerNorm -> logits (B, T, vocab) through the token embedding itself
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from tinygpt import backend
 from tinygpt import functional as F
 from tinygpt.backend import Generator, default_generator
-from tinygpt.errors import CheckpointError, ConfigError, ShapeError
+from tinygpt.errors import ConfigError, ShapeError
 from tinygpt.layers import Embedding, KVCache, LayerNorm, Module, PositionalEncoding, TransformerBlock
-from tinygpt.models import huggingface, weights
 from tinygpt.models.config import GPTConfig
 from tinygpt.tensor import Array, Tensor
-from tinygpt.tokenizers import Tokenizer
 
 
 def token_ids(ids: Tensor | Array | Sequence[Sequence[int]]) -> Array:
@@ -42,7 +38,12 @@ def token_ids(ids: Tensor | Array | Sequence[Sequence[int]]) -> Array:
 
 
 class TinyGPT(Module):
-    """GPT with tied input/output embeddings: ids (B, T) -> logits (B, T, vocab_size)."""
+    """GPT with tied input/output embeddings: ids (B, T) -> logits (B, T, vocab_size).
+
+    Weight files are one layer up (``tinygpt.checkpoint``), where run directories, tokenizers
+    and Hugging Face's layout are known: ``tinygpt.load_model(path)`` reads a checkpoint, a run
+    or a GPT-2 directory; ``tinygpt.save_gpt2(path, model, tokenizer)`` writes one transformers loads.
+    """
 
     def __init__(self, config: GPTConfig, rng: Generator | None = None) -> None:
         if not isinstance(config, GPTConfig):
@@ -61,44 +62,6 @@ class TinyGPT(Module):
         ]
         self.ln_f = LayerNorm(c.n_embd, eps=c.layer_norm_eps)
         self._init_gpt2(rng)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike[str], which: str = "best") -> TinyGPT:
-        """A model from a local Hugging Face GPT-2 directory or a tinygpt run or checkpoint directory.
-
-        Hugging Face weights are read one tensor at a time through a memory map, after the
-        config, every tensor's name, shape and dtype, and the free memory are checked. A run
-        directory gives its ``which`` checkpoint (best or latest). Weights only: see
-        ``tinygpt.checkpoint.load_checkpoint`` for the tokenizer and training state.
-        """
-        path = Path(path)
-        if huggingface.is_huggingface_directory(path):
-            config, tensors, names = huggingface.open_gpt2(path)
-            weights.check_fits(path / "config.json", config.num_parameters())
-            model = cls(config, rng=weights.Unfilled())  # no random draws: every weight is read next
-            weights.assign_weights(model, tensors, names)
-            return model
-        folder = weights.resolve_checkpoint(path, which)
-        recorded = weights.read_config(folder)
-        try:
-            config = GPTConfig.from_dict(recorded["model"])
-        except (ConfigError, TypeError) as exc:
-            raise CheckpointError(f"{folder / 'config.json'} has an invalid model config: {exc}") from None
-        weights.check_fits(folder / "config.json", config.num_parameters())
-        model = cls(config, rng=weights.Unfilled())
-        model.load_state_dict(
-            weights.read_checkpoint_weights(folder, recorded), source=str(folder / "model.safetensors")
-        )
-        return model
-
-    def save_pretrained(self, path: str | os.PathLike[str], tokenizer: Tokenizer | None = None) -> Path:
-        """Write a Hugging Face GPT-2 directory that ``transformers.GPT2LMHeadModel.from_pretrained`` loads.
-
-        With ``tokenizer``, its files go beside the weights (``AutoTokenizer.from_pretrained`` reads
-        them). Only these files are written; other files in ``path`` stay, and one tinygpt did not
-        write is never overwritten (see ``huggingface.save_gpt2``).
-        """
-        return huggingface.save_gpt2(path, self.config, self.state_dict(), tokenizer)
 
     def _init_gpt2(self, rng: Generator) -> None:
         """GPT-2 init: N(0, 0.02) weights, zero biases, residual projections scaled by 1/sqrt(2 n_layer).

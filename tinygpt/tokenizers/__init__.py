@@ -12,11 +12,11 @@ files of a Hugging Face model directory, char tokenizers included.
 from __future__ import annotations
 
 import json
-import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from tinygpt import files
 from tinygpt.errors import TokenizerError
 from tinygpt.tokenizers.bpe import END_OF_TEXT, BPETokenizer, parse_json, read_tokenizer_file
 from tinygpt.tokenizers.char import FORMAT as CHAR_FORMAT
@@ -119,19 +119,7 @@ def tokenizer_from_dict(data: Any, source: str = "tokenizer data") -> Tokenizer:
 
 def _file_in(folder: Path, name: str) -> Path | None:
     """``folder/name`` if present; a symbolic link out of ``folder`` is refused (it may point anywhere)."""
-    file = folder / name
-    try:
-        info = file.lstat()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise TokenizerError(f"cannot read {file}: {exc}") from None
-    if stat.S_ISLNK(info.st_mode) and not file.resolve().is_relative_to(folder.resolve()):
-        raise TokenizerError(
-            f"{file} is a symbolic link out of the directory (to {file.resolve()}); refusing it: "
-            "copy the real file into the directory"
-        )
-    return file
+    return files.member(folder, name, TokenizerError)
 
 
 def tokenizer_from_directory(path: str | Path) -> Tokenizer | None:

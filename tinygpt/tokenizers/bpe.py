@@ -19,7 +19,6 @@ import codecs
 import json
 import os
 import re
-import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -86,27 +85,7 @@ def read_tokenizer_file(file: str | os.PathLike[str], limit: int | None = None) 
     """The bytes of a tokenizer file, refused unless it is a regular file under the size limit."""
     file = Path(file)
     limit = MAX_FILE_BYTES.get(file.name, 64 << 20) if limit is None else limit
-    try:
-        info = file.stat()  # follows a symbolic link: what matters is what it points to
-    except FileNotFoundError:
-        raise TokenizerError(f"tokenizer file {str(file)!r} does not exist; check the path") from None
-    except OSError as exc:
-        raise TokenizerError(f"cannot read tokenizer file {str(file)!r}: {exc}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise TokenizerError(f"{file} is not a regular file (a FIFO, device or directory); refusing it")
-    if info.st_size > limit:
-        raise TokenizerError(
-            f"{file} is {info.st_size:,} bytes, more than the {limit:,} a tokenizer file may have; "
-            "it is not a tokenizer file"
-        )
-    try:
-        with open(file, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError as exc:
-        raise TokenizerError(f"cannot read tokenizer file {str(file)!r}: {exc}") from None
-    if len(data) > limit:
-        raise TokenizerError(f"{file} is larger than {limit:,} bytes; it is not a tokenizer file")
-    return data
+    return files.read_file(file, limit, TokenizerError, "a tokenizer file")
 
 
 def parse_json(data: bytes, source: str) -> Any:

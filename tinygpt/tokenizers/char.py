@@ -10,13 +10,13 @@ same ids.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tinygpt import files
 from tinygpt.backend.text import CharacterTable, UnknownCharacter, distinct_characters
 from tinygpt.errors import TokenizerError
 from tinygpt.files import write_json_atomic
@@ -25,6 +25,7 @@ from tinygpt.tokenizers.ids import checked_ids
 UNKNOWN_CHOICES = ("error", "skip", "replace")
 FORMAT = "tinygpt-char-tokenizer"
 VERSION = 1
+MAX_FILE_BYTES = 64 << 20  # a vocabulary of every Unicode code point is a few MB
 
 
 def _describe(char: str) -> str:
@@ -218,18 +219,6 @@ class CharTokenizer:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CharTokenizer:
         """Read a tokenizer written by ``save``, explaining any problem with the file."""
-        path = Path(path)
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise TokenizerError(f"tokenizer file {str(path)!r} does not exist; check the path") from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise TokenizerError(f"cannot read tokenizer file {str(path)!r}: {err}") from None
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise TokenizerError(
-                f"tokenizer file {str(path)!r} is not valid JSON ({err}); "
-                "it may be truncated or corrupt: re-save it"
-            ) from None
-        return cls.from_dict(data, source=f"tokenizer file {str(path)!r}")
+        source, kind = f"tokenizer file {str(path)!r}", "a tokenizer file"
+        raw = files.read_file(Path(path), MAX_FILE_BYTES, TokenizerError, kind)
+        return cls.from_dict(files.parse_json(raw, source, TokenizerError, kind), source=source)

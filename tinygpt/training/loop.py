@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tinygpt import backend
-from tinygpt.checkpoint import load_checkpoint, resolve_checkpoint
+from tinygpt.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from tinygpt.data import RandomWindows, require_window, sample_windows
 from tinygpt.errors import CheckpointError, ConfigError, DistributedError, NumericalError
 from tinygpt.losses import LanguageModelLoss
@@ -106,7 +106,6 @@ class LanguageModelTrainer(Trainer):
         self.val_bytes = val_bytes  # UTF-8 bytes of the validation text: metrics then give bits per byte
         self.best_val_loss = math.inf
         self.signals = StopSignals(enabled=out_dir is not None)  # Ctrl-C and SIGTERM save, then stop
-        self._run_open = False  # start() or resume() claims the run directory once
         self._step_seconds: list[float] = []
         self._started = time.perf_counter()
         self.resumed_world_size: int | None = None  # the world size a resumed run had before
@@ -226,29 +225,31 @@ class LanguageModelTrainer(Trainer):
 
     # Resume ------------------------------------------------------------------------------
     def resume(self) -> None:
-        """Continue the run in ``out_dir`` from its latest checkpoint."""
+        """Continue the run in ``out_dir`` from its latest checkpoint, loaded into this trainer's model."""
         if self._out_path is None:
             raise ConfigError("this trainer has no out_dir to resume from")
         # Rank 0 reopens the run directory; other ranks of a data-parallel run only read it.
-        self.restore(
-            self.run.resume() if self.run is not None else resolve_checkpoint(self._out_path, "latest")
-        )
-        self._run_open = True
+        latest = self.run.resume() if self.run is not None else resolve_checkpoint(self._out_path, "latest")
+        self.restore(load_checkpoint(latest, with_training_state=True))
 
-    def restore(self, checkpoint_dir: str | os.PathLike[str]) -> None:
-        """Continue exactly where a checkpoint left off: weights, AdamW moments, step, RNG states."""
-        ckpt = load_checkpoint(checkpoint_dir, with_training_state=True)
+    def restore(self, ckpt: Checkpoint) -> None:
+        """Continue exactly where ``ckpt`` (loaded with its training state) left off: AdamW moments,
+        step, RNG states, and its weights unless ``ckpt.model`` is this trainer's model already."""
+        if ckpt.optimizer_state is None:
+            raise ConfigError(
+                f"{ckpt.path} was loaded without its training state: load_checkpoint(..., True)"
+            )
         if ckpt.tokenizer != self.tokenizer:
             raise CheckpointError(
                 f"{ckpt.path} was trained on text with another vocabulary; resume with the same corpus"
             )
-        if ckpt.model.config != self.model.config:
-            raise CheckpointError(
-                f"{ckpt.path} holds a model of another shape ({ckpt.model.config}); "
-                "resume with the flags the run was started with"
-            )
-        self.model.load_state_dict(ckpt.model.state_dict(), source=str(ckpt.path))
-        assert ckpt.optimizer_state is not None
+        if ckpt.model is not self.model:
+            if ckpt.model.config != self.model.config:
+                raise CheckpointError(
+                    f"{ckpt.path} holds a model of another shape ({ckpt.model.config}); "
+                    "resume with the flags the run was started with"
+                )
+            self.model.load_state_dict(ckpt.model.state_dict(), source=str(ckpt.path))
         try:
             self.optimizer.load_state_dict(ckpt.optimizer_state)
         except ConfigError as exc:
@@ -271,11 +272,10 @@ class LanguageModelTrainer(Trainer):
             yield
             return
         with self.run.locked():
-            if not self._run_open:
+            if not self.run.opened:
                 if self.step > 0 and self.run.holds_run():
                     self.run.resume()
                 else:
                     self.run.start()
-                self._run_open = True
             self.run.trim_metrics(self.step)  # records after the checkpoint will be logged again
             yield

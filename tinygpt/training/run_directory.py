@@ -31,7 +31,8 @@ try:
 except ImportError:  # not POSIX (Windows): no lock, one process per run is then the user's care
     fcntl = None  # type: ignore[assignment]
 
-from tinygpt.checkpoint import POINTERS, resolve_checkpoint, save_checkpoint
+from tinygpt.checkpoint import POINTERS, read_pointer, resolve_checkpoint, save_checkpoint, write_pointer
+from tinygpt.checkpoint.directory import read_json
 from tinygpt.errors import CheckpointError, ConfigError
 from tinygpt.files import listing, write_bytes_atomic, write_json_atomic
 
@@ -57,6 +58,7 @@ class RunDirectory:
         self.path = Path(path)
         self._recorded: list[str] = []
         self._lock_fd: int | None = None
+        self.opened = False  # by start() or resume(), once per run
 
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.path)!r})"
@@ -146,6 +148,7 @@ class RunDirectory:
         (self.path / METRICS).unlink(missing_ok=True)
         self._recorded = []
         self._write_recorded()
+        self.opened = True
 
     def resume(self) -> Path:
         """Reopen a run for ``--resume``; returns its latest checkpoint directory."""
@@ -159,6 +162,7 @@ class RunDirectory:
         else:  # a run from tinygpt 0.1: adopt only the checkpoints its pointers name
             self._recorded = sorted(_names(self._referenced() or set()))
             self._write_recorded()
+        self.opened = True
         return latest
 
     def foreign_entries(self) -> list[str]:
@@ -208,9 +212,7 @@ class RunDirectory:
 
     def publish(self, which: str, checkpoint: Path) -> None:
         """Point ``which`` (latest or best) at ``checkpoint``, then prune checkpoints of ours nothing needs."""
-        write_json_atomic(
-            self.path / f"{which}.json", {"checkpoint": checkpoint.relative_to(self.path).as_posix()}
-        )
+        write_pointer(self.path, which, checkpoint)
         leftovers = [*self.path.glob(".*.json.*.tmp"), *self.path.glob(f".{METRICS}.*.tmp")]
         for leftover in leftovers:  # pointer and metrics writes cut short by a kill
             leftover.unlink(missing_ok=True)
@@ -258,10 +260,7 @@ class RunDirectory:
         file = self.path / RUN_FILE
         if not file.exists():
             return []
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{file} is unreadable ({exc}); the run directory is damaged") from None
+        data = read_json(self.path, RUN_FILE, 1 << 20, "the run directory")
         names = data.get("checkpoints") if isinstance(data, dict) else None
         if (
             not isinstance(data, dict)
@@ -282,16 +281,12 @@ class RunDirectory:
         """Checkpoint paths the pointers name (relative, posix); None if a pointer is unreadable."""
         referenced = set()
         for which in POINTERS:
-            pointer = self.path / f"{which}.json"
-            if not pointer.exists():
+            if not (self.path / f"{which}.json").exists():
                 continue
             try:
-                target = json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
-            except (OSError, json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+                referenced.add(read_pointer(self.path, which).relative_to(self.path).as_posix())
+            except CheckpointError:
                 return None
-            if not isinstance(target, str):
-                return None
-            referenced.add(target)
         return referenced
 
     def _remove_checkpoint(self, name: str) -> None:

@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 
 from tests.lm_helpers import host, tiny_model
-from tinygpt import backend, checkpoint, files
-from tinygpt.checkpoint import load_checkpoint, read_config, resolve_checkpoint, save_checkpoint
+from tinygpt import backend, files
+from tinygpt.checkpoint import (
+    directory,
+    load_checkpoint,
+    read_config,
+    resolve_checkpoint,
+    save_checkpoint,
+    save_gpt2,
+)
 from tinygpt.errors import CheckpointError
 from tinygpt.tensor import no_grad
 from tinygpt.tokenizers import CharTokenizer
@@ -279,7 +286,7 @@ def _crash_on_call(n, real):
 @pytest.mark.parametrize("nth_write", [1, 2, 3])
 def test_crash_while_writing_files_keeps_the_previous_checkpoint(tmp_path, monkeypatch, nth_write):
     path, logits = _saved(tmp_path)
-    monkeypatch.setattr(checkpoint, "fsync_write", _crash_on_call(nth_write, files.fsync_write))
+    monkeypatch.setattr(directory, "fsync_write", _crash_on_call(nth_write, files.fsync_write))
     with pytest.raises(OSError, match="simulated crash"):
         save_checkpoint(path, _model(seed=9), _tokenizer())
     monkeypatch.undo()
@@ -398,7 +405,7 @@ def test_checkpoint_files_are_readable_by_others(tmp_path):
 def test_commands_in_error_messages_quote_the_path(tmp_path):
     # A command in a message is pasted into a shell: a path with spaces must come out quoted.
     folder = tmp_path / "my model"
-    _model().save_pretrained(folder)  # no tokenizer files
+    save_gpt2(folder, _model())  # no tokenizer files
     quoted = shlex.quote(str(folder))
     with pytest.raises(CheckpointError, match=re.escape(f"--local-dir {quoted}`")):
         load_checkpoint(folder)

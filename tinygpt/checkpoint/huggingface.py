@@ -29,10 +29,11 @@ from typing import Any
 
 from safetensors.numpy import save as st_save
 
+from tinygpt.checkpoint.directory import FORMAT, checkpoint_file, read_json
+from tinygpt.checkpoint.weight_files import SafetensorsFiles
 from tinygpt.errors import CheckpointError, ConfigError
 from tinygpt.files import json_bytes, listing, write_bytes_atomic
-from tinygpt.models.config import GPTConfig
-from tinygpt.models.weights import FORMAT, SafetensorsFiles, parse_json, read_bytes, read_json, regular_file
+from tinygpt.models import GPTConfig, TinyGPT
 from tinygpt.tokenizers import END_OF_TEXT, TOKENIZER_FILES, BPETokenizer, Tokenizer, huggingface_files
 
 WEIGHTS = "model.safetensors"
@@ -53,12 +54,8 @@ DEFAULTS = {"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 
 EXPORT_MARK = "tinygpt_export"  # a config.json key: {"files": {name: SHA-256}}, what tinygpt export wrote
 
 
-def is_huggingface_directory(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` holds a Hugging Face model (a config.json that is not a tinygpt checkpoint's)."""
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        return False
-    data = read_json(path, "config.json")
+def is_huggingface_config(data: Any) -> bool:
+    """Whether a parsed ``config.json`` is a Hugging Face model's (not a tinygpt checkpoint's)."""
     return isinstance(data, dict) and data.get("format") != FORMAT and "model_type" in data
 
 
@@ -163,9 +160,9 @@ def weight_names(config: GPTConfig, prefix: str = "transformer.") -> dict[str, s
 def _weight_files(path: Path) -> list[Path]:
     """The safetensors files of a Hugging Face directory: model.safetensors, or the shards its index lists."""
     if (path / WEIGHTS).exists() or (path / WEIGHTS).is_symlink():
-        return [regular_file(path, WEIGHTS)]
+        return [checkpoint_file(path, WEIGHTS, "the directory")]
     if (path / INDEX).exists() or (path / INDEX).is_symlink():
-        index = read_json(path, INDEX, 16 << 20)
+        index = read_json(path, INDEX, 16 << 20, "the directory")
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
             raise CheckpointError(f"{path / INDEX} has no weight_map of tensor -> file; the file is corrupt")
@@ -175,7 +172,7 @@ def _weight_files(path: Path) -> list[Path]:
                 raise CheckpointError(
                     f"{path / INDEX} lists {shard!r}, which is not a .safetensors file in the directory"
                 )
-        return [regular_file(path, shard) for shard in shards]
+        return [checkpoint_file(path, shard, "the directory") for shard in shards]
     pickled = [name for name in PICKLED if (path / name).exists()]
     if pickled:
         raise CheckpointError(
@@ -187,15 +184,14 @@ def _weight_files(path: Path) -> list[Path]:
     raise CheckpointError(f"{path} has a config.json but no {WEIGHTS} (nor {INDEX}); add the weights file")
 
 
-def open_gpt2(path: str | os.PathLike[str]) -> tuple[GPTConfig, SafetensorsFiles, dict[str, str]]:
-    """A Hugging Face GPT-2 directory's config, its weight files (headers checked) and the name mapping.
+def open_gpt2(path: Path, data: Any) -> tuple[GPTConfig, SafetensorsFiles, dict[str, str]]:
+    """A Hugging Face GPT-2 directory's config (``data``: its config.json), its weight files (opened,
+    headers checked: close them, or use them as a context manager) and the name mapping.
 
     Accepts names with or without the ``transformer.`` prefix (transformers writes it; the
     original OpenAI conversion does not).
     """
-    path = Path(path)
-    file = regular_file(path, "config.json")
-    config = config_from_gpt2(parse_json(read_bytes(file, 1 << 20), file), file)
+    config = config_from_gpt2(data, path / "config.json")
     tensors = SafetensorsFiles(_weight_files(path))
     prefix = "transformer." if "transformer.wte.weight" in tensors.where else ""
     return config, tensors, weight_names(config, prefix)
@@ -209,15 +205,11 @@ def end_of_text_id(tokenizer: Tokenizer) -> int | None:
     return ids[0] if len(ids) == 1 else None
 
 
-def save_gpt2(
-    path: str | os.PathLike[str],
-    config: GPTConfig,
-    state: dict[str, Any],
-    tokenizer: Tokenizer | None = None,
-) -> Path:
-    """Write a Hugging Face GPT-2 directory: config.json, model.safetensors and the tokenizer files.
+def save_gpt2(path: str | os.PathLike[str], model: TinyGPT, tokenizer: Tokenizer | None = None) -> Path:
+    """Write ``model`` as a Hugging Face GPT-2 directory: config.json, model.safetensors, the tokenizer files.
 
-    ``state`` is TinyGPT's state dict (host float32 arrays). Only those files are written, each
+    ``transformers.GPT2LMHeadModel.from_pretrained(path)`` loads it, and with ``tokenizer``,
+    ``AutoTokenizer.from_pretrained(path)`` too. Only those files are written, each
     atomically, so whatever else the directory holds (a model card, ``.git/``, evaluation results)
     stays. ``config.json`` records what the export wrote (``EXPORT_MARK``: name -> SHA-256); a
     re-export replaces those files and deletes the ones it no longer writes (vocab.json after a
@@ -227,9 +219,9 @@ def save_gpt2(
     export into it runs may see files of both versions.
     """
     path = Path(path)
-    hf_config = gpt2_config(config)
-    names = weight_names(config)
-    tensors = {names[name]: array.astype("float32") for name, array in state.items()}
+    hf_config = gpt2_config(model.config)
+    names = weight_names(model.config)
+    tensors = {names[name]: array.astype("float32") for name, array in model.state_dict().items()}
     written = {WEIGHTS: st_save(tensors, metadata={"format": "pt"})}  # "pt": transformers asks for it
     if tokenizer is not None:
         written |= huggingface_files(tokenizer)
@@ -256,7 +248,7 @@ def _earlier_export(path: Path) -> dict[str, str | None] | None:
     if not (file.exists() or file.is_symlink()):
         return {}
     try:
-        data = read_json(path, "config.json")
+        data = read_json(path, "config.json", where="the directory")
     except CheckpointError:
         return None
     mark = data.get(EXPORT_MARK) if isinstance(data, dict) else None

@@ -12,10 +12,10 @@ import struct
 import numpy as np
 import pytest
 
-from tinygpt import GPTConfig, TinyGPT, backend
+from tinygpt import GPTConfig, TinyGPT, backend, load_model, save_gpt2
+from tinygpt.checkpoint import huggingface
 from tinygpt.errors import CheckpointError, ConfigError
 from tinygpt.generation import generate
-from tinygpt.models import huggingface
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip(
@@ -58,7 +58,7 @@ def random_ids(shape, seed=1):
 # Import -----------------------------------------------------------------------------------------
 def test_a_transformers_model_loads_with_the_same_logits(xp_backend, gpt2_dir):
     path, theirs = gpt2_dir
-    ours = TinyGPT.from_pretrained(path)
+    ours = load_model(path)
     ids = random_ids((3, 40))
     np.testing.assert_allclose(tinygpt_logits(ours, ids), transformers_logits(theirs, ids), atol=1e-4, rtol=0)
 
@@ -66,7 +66,7 @@ def test_a_transformers_model_loads_with_the_same_logits(xp_backend, gpt2_dir):
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_greedy_continuation_equals_transformers_generate(xp_backend, gpt2_dir, use_cache):
     path, theirs = gpt2_dir
-    ours = TinyGPT.from_pretrained(path)
+    ours = load_model(path)
     prompt = random_ids((1, 8), seed=2)
     with torch.no_grad():
         expected = theirs.generate(
@@ -80,7 +80,7 @@ def test_a_sharded_save_loads(tmp_path):
     theirs = gpt2_model()
     theirs.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
     assert (tmp_path / "sharded" / "model.safetensors.index.json").exists()
-    ours = TinyGPT.from_pretrained(tmp_path / "sharded")
+    ours = load_model(tmp_path / "sharded")
     ids = random_ids((2, 16))
     np.testing.assert_allclose(tinygpt_logits(ours, ids), transformers_logits(theirs, ids), atol=1e-4, rtol=0)
 
@@ -96,7 +96,7 @@ def test_original_openai_names_without_prefix_and_with_mask_buffers_load(tmp_pat
     save_file(state, str(path / "model.safetensors"))
     ids = random_ids((1, 10))
     np.testing.assert_allclose(
-        tinygpt_logits(TinyGPT.from_pretrained(path), ids),
+        tinygpt_logits(load_model(path), ids),
         transformers_logits(theirs, ids),
         atol=1e-4,
         rtol=0,
@@ -106,7 +106,7 @@ def test_original_openai_names_without_prefix_and_with_mask_buffers_load(tmp_pat
 def test_layer_norm_epsilon_is_honoured(tmp_path):
     theirs = gpt2_model(layer_norm_epsilon=0.5)
     theirs.save_pretrained(tmp_path / "eps")
-    ours = TinyGPT.from_pretrained(tmp_path / "eps")
+    ours = load_model(tmp_path / "eps")
     assert ours.config.layer_norm_eps == 0.5
     ids = random_ids((1, 12))
     np.testing.assert_allclose(tinygpt_logits(ours, ids), transformers_logits(theirs, ids), atol=1e-4, rtol=0)
@@ -160,7 +160,7 @@ def test_pickle_only_directory_is_refused_with_the_way_to_get_safetensors(gpt2_d
     path, _ = gpt2_dir
     (path / "model.safetensors").rename(path / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match=r"pytorch_model\.bin.*pickle.*model\.safetensors"):
-        TinyGPT.from_pretrained(path)
+        load_model(path)
 
 
 def test_a_truncated_weights_file_names_the_file_and_a_tensor(gpt2_dir):
@@ -168,7 +168,7 @@ def test_a_truncated_weights_file_names_the_file_and_a_tensor(gpt2_dir):
     file = path / "model.safetensors"
     file.write_bytes(file.read_bytes()[:-100])
     with pytest.raises(CheckpointError, match=r"model\.safetensors: tensor '.+' lies at .* truncated"):
-        TinyGPT.from_pretrained(path)
+        load_model(path)
 
 
 def test_a_header_longer_than_the_file_is_refused(gpt2_dir):
@@ -176,7 +176,7 @@ def test_a_header_longer_than_the_file_is_refused(gpt2_dir):
     file = path / "model.safetensors"
     file.write_bytes(struct.pack("<Q", 1 << 40) + file.read_bytes()[8:])
     with pytest.raises(CheckpointError, match=r"model\.safetensors .*header length"):
-        TinyGPT.from_pretrained(path)
+        load_model(path)
 
 
 def _resave(path, change):
@@ -191,7 +191,7 @@ def test_a_missing_tensor_is_named(gpt2_dir):
     path, _ = gpt2_dir
     _resave(path, lambda s: s.pop("transformer.h.1.mlp.c_fc.bias"))
     with pytest.raises(CheckpointError, match=r"lacks tensor 'transformer\.h\.1\.mlp\.c_fc\.bias'"):
-        TinyGPT.from_pretrained(path)
+        load_model(path)
 
 
 def test_a_shape_that_disagrees_with_config_json_is_named(gpt2_dir):
@@ -201,14 +201,14 @@ def test_a_shape_that_disagrees_with_config_json_is_named(gpt2_dir):
     with pytest.raises(
         CheckpointError, match=r"tensor 'transformer\.wpe\.weight' has shape \[64, 32\].*\[128, 32\]"
     ):
-        TinyGPT.from_pretrained(path)
+        load_model(path)
 
 
 def test_a_wrong_dtype_is_named(gpt2_dir):
     path, _ = gpt2_dir
     _resave(path, lambda s: s.update({"transformer.ln_f.bias": s["transformer.ln_f.bias"].astype(np.int32)}))
     with pytest.raises(CheckpointError, match=r"'transformer\.ln_f\.bias' has dtype I32"):
-        TinyGPT.from_pretrained(path)
+        load_model(path)
 
 
 def test_float16_weights_are_widened(gpt2_dir):
@@ -216,7 +216,7 @@ def test_float16_weights_are_widened(gpt2_dir):
     _resave(path, lambda s: s.update({k: v.astype(np.float16) for k, v in s.items()}))
     ids = random_ids((1, 8))
     np.testing.assert_allclose(
-        tinygpt_logits(TinyGPT.from_pretrained(path), ids),
+        tinygpt_logits(load_model(path), ids),
         transformers_logits(theirs, ids),
         atol=0.05,
         rtol=0,
@@ -231,7 +231,7 @@ def test_nan_weights_are_named(gpt2_dir):
 
     _resave(path, poison)
     with pytest.raises(CheckpointError, match=r"'transformer\.h\.0\.attn\.c_proj\.weight' holds NaN"):
-        TinyGPT.from_pretrained(path)
+        load_model(path)
 
 
 def test_a_symlink_out_of_the_directory_is_refused(tmp_path, gpt2_dir):
@@ -239,7 +239,7 @@ def test_a_symlink_out_of_the_directory_is_refused(tmp_path, gpt2_dir):
     (path / "model.safetensors").rename(tmp_path / "elsewhere.safetensors")
     (path / "model.safetensors").symlink_to(tmp_path / "elsewhere.safetensors")
     with pytest.raises(CheckpointError, match="symbolic link out of"):
-        TinyGPT.from_pretrained(path)
+        load_model(path)
 
 
 def test_a_shard_outside_the_directory_is_refused(tmp_path):
@@ -249,14 +249,14 @@ def test_a_shard_outside_the_directory_is_refused(tmp_path):
     data["weight_map"]["transformer.wte.weight"] = "../../etc/passwd.safetensors"
     index.write_text(json.dumps(data))
     with pytest.raises(CheckpointError, match="not a .safetensors file in the directory"):
-        TinyGPT.from_pretrained(tmp_path / "sharded")
+        load_model(tmp_path / "sharded")
 
 
 def test_a_model_larger_than_free_memory_is_refused_before_allocating(gpt2_dir, monkeypatch):
     path, _ = gpt2_dir
     monkeypatch.setattr(backend, "available_memory", lambda: 1000)
     with pytest.raises(CheckpointError, match=r"parameters .* only .* GiB is free"):
-        TinyGPT.from_pretrained(path)
+        load_model(path)
 
 
 # Export -----------------------------------------------------------------------------------------
@@ -264,28 +264,28 @@ def test_an_exported_model_loads_in_transformers_with_the_same_logits(xp_backend
     ours = TinyGPT(
         GPTConfig(vocab_size=VOCAB, block_size=24, n_layer=2, n_head=4, n_embd=16, layer_norm_eps=1e-3)
     )
-    ours.save_pretrained(tmp_path / "out")
+    save_gpt2(tmp_path / "out", ours)
     theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "out").eval()
     ids = random_ids((2, 24))
     np.testing.assert_allclose(transformers_logits(theirs, ids), tinygpt_logits(ours, ids), atol=1e-4, rtol=0)
-    again = TinyGPT.from_pretrained(tmp_path / "out")  # and back: the round trip is exact
+    again = load_model(tmp_path / "out")  # and back: the round trip is exact
     np.testing.assert_array_equal(tinygpt_logits(again, ids), tinygpt_logits(ours, ids))
 
 
 def test_sinusoidal_models_cannot_be_exported(tmp_path):
     model = TinyGPT(GPTConfig(vocab_size=10, n_layer=1, n_head=2, n_embd=8, positional="sinusoidal"))
     with pytest.raises(ConfigError, match="sinusoidal positions, which GPT-2 does not have"):
-        model.save_pretrained(tmp_path / "out")
+        save_gpt2(tmp_path / "out", model)
     assert not (tmp_path / "out").exists()
 
 
-def test_from_pretrained_also_reads_a_tinygpt_run_directory(tmp_path):
+def test_load_model_also_reads_a_tinygpt_run_directory(tmp_path):
     from tinygpt.checkpoint import save_checkpoint
     from tinygpt.tokenizers import CharTokenizer
 
     model = TinyGPT(GPTConfig(vocab_size=3, n_layer=1, n_head=2, n_embd=8))
     save_checkpoint(tmp_path / "run" / "checkpoints" / "step-1", model, CharTokenizer("abc"))
     (tmp_path / "run" / "best.json").write_text('{"checkpoint": "checkpoints/step-1"}')
-    loaded = TinyGPT.from_pretrained(tmp_path / "run")
+    loaded = load_model(tmp_path / "run")
     ids = [[0, 1, 2, 1]]
     np.testing.assert_array_equal(tinygpt_logits(loaded, ids), tinygpt_logits(model, ids))

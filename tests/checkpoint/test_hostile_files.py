@@ -239,7 +239,8 @@ def test_random_json_in_any_field_of_any_file_is_a_checkpoint_error_or_loads(
 
 def _resume_a_trainer(run: Path) -> None:
     """What `tinygpt train --resume` does with the files: every value it reads is checked."""
-    ckpt = load_checkpoint(_latest(run), with_training_state=True)
+    run_dir = RunDirectory(run)
+    ckpt = load_checkpoint(run_dir.resume(), with_training_state=True)
     ids = backend.asarray(ckpt.tokenizer.encode(TEXT))
     config = TrainConfig(batch_size=2, max_iters=4, eval_interval=2, eval_iters=1)
     trainer = LanguageModelTrainer(
@@ -248,11 +249,11 @@ def _resume_a_trainer(run: Path) -> None:
         ids[:250],
         ids[250:],
         config,
-        out_dir=run,
+        out_dir=run_dir,
         log=print_line,
         show_progress=False,
     )
-    trainer.resume()
+    trainer.restore(ckpt)
 
 
 def test_metrics_lines_nested_too_deeply_or_with_huge_numbers_are_dropped(tmp_path):
