@@ -29,3 +29,18 @@ def test_compare_reports_nan_and_the_worst_finite_element():
         C.compare(backend.asarray([1.0, math.nan, 3.0]), want, "x")
     with pytest.raises(CheckFailed, match=r"expected 3 at index \(2,\), got 5 .*2 of 3 values differ"):
         C.compare(backend.asarray([1.0, 2.5, 5.0]), want, "x")
+
+
+def test_compare_reports_a_differing_0d_array_and_its_known_mistake():
+    want = backend.asarray(2.0)
+    C.compare(backend.asarray(2.0), want, "the loss")
+    with pytest.raises(CheckFailed, match=r"^the loss: expected 2, got -2$") as info:
+        C.compare(backend.asarray(-2.0), want, "the loss", mistakes={"mind the sign": backend.asarray(-2.0)})
+    assert info.value.hint == "mind the sign"
+
+
+def test_compare_expects_nan_only_where_the_reference_has_it():
+    want = backend.asarray([1.0, math.nan])
+    C.compare(backend.asarray([1.0, math.nan]), want, "x")
+    with pytest.raises(CheckFailed, match=r"expected nan at index \(1,\), got 0"):
+        C.compare(backend.asarray([1.0, 0.0]), want, "x")

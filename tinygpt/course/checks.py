@@ -124,6 +124,7 @@ def compare(
     ``got`` matches one of ``mistakes`` (hint -> the result that mistake gives),
     that mistake's hint is the one shown; ``mistakes`` may be a function returning
     that mapping, called only when the values differ (computing mistakes costs time).
+    0-d arrays (a loss) compare like any other.
     """
     expect_array(got, what, shape=tuple(want.shape), dtype=want.dtype if dtype else None, hint=hint)
     g, w = host(got).astype("float64"), host(want).astype("float64")
@@ -153,23 +154,24 @@ def compare_number(
 
 
 def _worst(g: Any, w: Any, rtol: float, atol: float) -> tuple[tuple[int, ...], int] | None:
-    """(index of the worst element, how many differ), or None when all agree (NaN never agrees).
+    """(index of the worst element, how many differ), or None when all agree; host float64 arrays of one shape.
 
-    An infinity agrees only with the same infinity, on either side: a finite
-    value where -inf is expected (a mask) differs, although inf - inf is NaN.
+    An infinity agrees only with the same infinity, and NaN only with NaN, on
+    either side: a finite value where -inf is expected (a mask) differs,
+    although inf - inf is NaN. Works on 0-d arrays (a loss) as on any other.
     """
-    infinite = (abs(g) == math.inf) | (abs(w) == math.inf)
+    shape = tuple(g.shape)
+    g, w = g.reshape(-1), w.reshape(-1)  # 1-d: arithmetic on 0-d arrays gives NumPy scalars
+    special = (abs(g) == math.inf) | (abs(w) == math.inf) | (g != g) | (w != w)
     finite_g, finite_w = g.copy(), w.copy()
-    finite_g[infinite], finite_w[infinite] = 0.0, 0.0  # keep inf - inf (NaN) out of the arithmetic
+    finite_g[special], finite_w[special] = 0.0, 0.0  # keep inf - inf (NaN) out of the arithmetic
     excess = abs(finite_g - finite_w) - (atol + rtol * abs(finite_w))
-    bad = (excess > 0) | ((g != g) & (w == w)) | (infinite & (g != w))
+    excess[special & ~((g == w) | ((g != g) & (w != w)))] = math.inf
+    bad = excess > 0
     count = int(bad.sum())
     if not count:
         return None
-    excess[g != g] = math.inf
-    excess[infinite & (g != w)] = math.inf
-    flat = int(excess.reshape(-1).argmax())
-    return _unravel(flat, tuple(g.shape)), count
+    return _unravel(int(excess.argmax()), shape), count
 
 
 def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
