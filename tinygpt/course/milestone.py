@@ -40,6 +40,7 @@ from tinygpt.tokenizers import CharTokenizer
 
 Array = Any
 StepFn = Callable[[Any], float]  # one training step on ids (B, T); returns the loss before the update
+LossFn = Callable[[Tensor, Any], Tensor]  # logits (B, T, V), ids (B, T) -> the mean next-token loss
 
 
 @dataclass(frozen=True)
@@ -83,12 +84,15 @@ def new_model(vocab_size: int, settings: Milestone) -> TinyGPT:
     return TinyGPT(config, rng=backend.Generator(settings.seed))
 
 
-def library_step(model: TinyGPT, settings: Milestone) -> StepFn:
-    """The library's training step: forward, next-token loss, backward, global-norm clipping, AdamW."""
+def library_step(model: TinyGPT, settings: Milestone, loss_fn: LossFn | None = None) -> StepFn:
+    """The library's training step: forward, next-token loss, backward, global-norm clipping, AdamW.
+
+    ``loss_fn(logits, ids)`` replaces ``LanguageModelLoss`` (the lm_loss exercise plugs the student's in).
+    """
     optimizer = AdamW(
         model.decay_groups(settings.weight_decay), lr=settings.lr, weight_decay=settings.weight_decay
     )
-    loss_fn = LanguageModelLoss()
+    loss_fn = loss_fn or LanguageModelLoss()
 
     def step(ids: Array) -> float:
         optimizer.zero_grad()

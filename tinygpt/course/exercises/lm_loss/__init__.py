@@ -16,11 +16,10 @@ from tinygpt import backend
 from tinygpt import functional as F
 from tinygpt.course import checks as C
 from tinygpt.course.exercise import Exercise
-from tinygpt.course.milestone import Milestone, StepFn, train_and_compare
+from tinygpt.course.milestone import Milestone, StepFn, library_step, train_and_compare
 from tinygpt.course.student import Student
 from tinygpt.losses import LanguageModelLoss
 from tinygpt.models import TinyGPT
-from tinygpt.optim import AdamW, clip_scale
 from tinygpt.tensor import Tensor
 
 EXERCISE = Exercise(
@@ -350,20 +349,7 @@ def large_logit_gradients(student: Student) -> None:
 @EXERCISE.check("in a real training run of TinyGPT, trains like LanguageModelLoss", kind="milestone")
 def milestone(student: Student) -> str:
     def make_step(model: TinyGPT, settings: Milestone) -> StepFn:
-        # milestone.library_step, with the student's loss in place of LanguageModelLoss.
-        optimizer = AdamW(
-            model.decay_groups(settings.weight_decay), lr=settings.lr, weight_decay=settings.weight_decay
-        )
-
-        def step(ids: Array) -> float:
-            optimizer.zero_grad()
-            loss = _graph_loss(student, model(ids), ids)
-            loss.backward()
-            _, scale = clip_scale(optimizer.parameters, settings.grad_clip)
-            optimizer.step(grad_scale=scale)
-            return float(loss.item())
-
-        return step
+        return library_step(model, settings, loss_fn=lambda logits, ids: _graph_loss(student, logits, ids))
 
     return train_and_compare(make_step=make_step, what="your loss")
 
