@@ -117,4 +117,5 @@ def test_a_cache_kept_in_a_global_fails_only_the_milestone(tmp_path):
     assert verdict.failed_check == "in a TinyGPT, trains on Shakespeare like the library's LayerNorm", (
         verdict.report()
     )
-    assert "the forward pass agrees but training does not" in failure_text(verdict), verdict.report()
+    assert "the gradient of blocks.1.ln2.weight" in failure_text(verdict), verdict.report()
+    assert "state kept between calls" in failure_text(verdict), verdict.report()

@@ -2,9 +2,13 @@
 
 Two identical small TinyGPTs (same seed, same weights) train on the same
 Shakespeare windows for the same number of steps: one as the library builds
-it, one with the student's pieces plugged in (``plug``) and/or trained by the
-student's step (``make_step``). The losses must agree: before any update (the
-forward pass) to float32 rounding, and at the end within ``tolerance``.
+it, one with the student's pieces plugged in (``plug``), with the student's loss
+(``loss_fn``) or trained by the student's step (``make_step``). The losses must
+agree: before any update (the forward pass) to float32 rounding, and at the end
+within ``tolerance``. Where the student's code computes gradients, one float64
+backward pass through both models comes first (``compare_gradients``): AdamW
+divides every gradient by its own running RMS, so a training run cannot see a
+gradient that is wrong by a factor.
 
 An exercise author only says what to plug in:
 
@@ -124,23 +128,32 @@ def train(step: StepFn, ids: Array, settings: Milestone) -> list[float]:
 def train_and_compare(
     plug: Callable[[TinyGPT], Any] | None = None,
     make_step: Callable[[TinyGPT, Milestone], StepFn] | None = None,
+    loss_fn: LossFn | None = None,
     settings: Milestone = Milestone(),
     what: str = "your pieces",
 ) -> str:
     """Train the library's TinyGPT and one with the student's pieces; fail unless the losses agree.
 
     ``plug(model)`` substitutes the student's modules or functions into the
-    model (see ``replace_modules``); ``make_step(model, settings)`` returns the
-    student's training step (default: ``library_step``). Returns a one-line
-    summary for the check's report.
+    model (see ``replace_modules``); ``loss_fn(logits, ids)`` the student's loss;
+    ``make_step(model, settings)`` returns the student's training step (default:
+    ``library_step``). When the student's code is in the model's forward and
+    backward (``plug`` or ``loss_fn``), ``compare_gradients`` runs first: the
+    training run cannot see a gradient's scale. Returns a one-line summary for
+    the check's report.
     """
+    notes = []
+    if plug is not None or loss_fn is not None:
+        notes.append(compare_gradients(plug, settings, what, loss_fn=loss_fn))
     tokenizer, ids = corpus_ids(settings)
     reference = new_model(tokenizer.vocab_size, settings)
     want = train(library_step(reference, settings), ids, settings)
     model = new_model(tokenizer.vocab_size, settings)
     if plug is not None:
         plug(model)
-    got = train((make_step or library_step)(model, settings), ids, settings)
+    got = train(
+        make_step(model, settings) if make_step else library_step(model, settings, loss_fn), ids, settings
+    )
     if abs(got[0] - want[0]) > 1e-3 * max(1.0, abs(want[0])):
         raise CheckFailed(
             f"before any training step, TinyGPT with {what} has loss {got[0]:.5f}; with the library's it has "
@@ -161,39 +174,44 @@ def train_and_compare(
             "the forward pass agrees but training does not: the gradients your pieces send back are wrong "
             "inside the model (check the backward on (B, T, C) inputs)",
         )
-    return (
+    notes.append(
         f"after {settings.steps} steps on Shakespeare: loss {mean_got:.4f}, the library's {mean_want:.4f} "
         f"(tolerance {settings.tolerance})"
     )
+    return "; ".join(notes)
 
 
 def compare_gradients(
-    plug: Callable[[TinyGPT], Any],
+    plug: Callable[[TinyGPT], Any] | None = None,
     settings: Milestone = Milestone(),
     what: str = "your pieces",
     rtol: float = 1e-6,
     atol: float = 1e-9,
+    loss_fn: LossFn | None = None,
 ) -> str:
     """One forward and backward pass through the milestone's TinyGPT in float64: with the student's pieces
-    plugged in, every parameter's gradient must equal the library model's.
+    plugged in (``plug``, and/or the student's ``loss_fn`` in place of ``LanguageModelLoss``), every
+    parameter's gradient must equal the library model's.
 
-    Sharper than the training run, whose loss a wrong gradient in one layer may
-    barely move: a backward that is right alone but wrong inside a model (state
-    kept in a global, one layer's cache read by another) is named here, by the
-    first parameter whose gradient differs, counting back from the loss.
+    Sharper than the training run, which cannot see a gradient's scale (AdamW
+    divides each gradient by its own running RMS) and whose loss a wrong
+    gradient in one layer may barely move: a backward that is right alone but
+    wrong inside a model (state kept in a global, one layer's cache read by
+    another) is named here, by the first parameter whose gradient differs,
+    counting back from the loss.
     """
     tokenizer, ids = corpus_ids(settings)
     with backend.default_float("float64"):
         reference = new_model(tokenizer.vocab_size, settings)
         model = new_model(tokenizer.vocab_size, settings)
-        plug(model)
+        if plug is not None:
+            plug(model)
         batch = sample_windows(
             ids, settings.block_size, settings.batch_size, backend.Generator(settings.seed + 1)
         )
-        loss_fn = LanguageModelLoss()
-        for m in (reference, model):
+        for m, loss in ((reference, LanguageModelLoss()), (model, loss_fn or LanguageModelLoss())):
             m.zero_grad()
-            loss_fn(m(batch), batch).backward()
+            loss(m(batch), batch).backward()
         got, expected = dict(model.named_parameters()), dict(reference.named_parameters())
         names = list(expected)
         for name in reversed(names):  # from the loss back: the first wrong gradient the backward pass made
@@ -214,7 +232,8 @@ def compare_gradients(
                 atol=atol,
                 hint="every check of your backward passed alone, but inside the model it differs: look for state "
                 "kept between calls (a global cache, one layer's cache read by another: in a model every layer "
-                "runs forward before any runs backward)",
+                "runs forward before any runs backward), or for code that depends on the shape (the model's "
+                f"batch is (B, T) = ({settings.batch_size}, {settings.block_size}))",
             )
     return f"one backward pass in float64: the gradients of all {len(names)} parameters agree"
 

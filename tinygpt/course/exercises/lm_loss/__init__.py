@@ -16,10 +16,9 @@ from tinygpt import backend
 from tinygpt import functional as F
 from tinygpt.course import checks as C
 from tinygpt.course.exercise import Exercise
-from tinygpt.course.milestone import Milestone, StepFn, library_step, train_and_compare
+from tinygpt.course.milestone import train_and_compare
 from tinygpt.course.student import Student
 from tinygpt.losses import LanguageModelLoss
-from tinygpt.models import TinyGPT
 from tinygpt.tensor import Tensor
 
 EXERCISE = Exercise(
@@ -348,10 +347,7 @@ def large_logit_gradients(student: Student) -> None:
 
 @EXERCISE.check("in a real training run of TinyGPT, trains like LanguageModelLoss", kind="milestone")
 def milestone(student: Student) -> str:
-    def make_step(model: TinyGPT, settings: Milestone) -> StepFn:
-        return library_step(model, settings, loss_fn=lambda logits, ids: _graph_loss(student, logits, ids))
-
-    return train_and_compare(make_step=make_step, what="your loss")
+    return train_and_compare(loss_fn=lambda logits, ids: _graph_loss(student, logits, ids), what="your loss")
 
 
 def _graph_loss(student: Student, logits: Tensor, tokens: Array) -> Tensor:
