@@ -49,7 +49,7 @@ BUGS = [
                 raise ValueError(f"character {char!r} is not in the vocabulary")
             ids.append(self.ids[char])""",
         "            ids.append(self.ids[char])",
-        "refuse an unknown character with a ValueError",
+        "so refuse it with a ValueError",
     ),
     (
         "negative ids wrap around",

@@ -70,12 +70,12 @@ BUGS = [
         "        self.blocks = [TransformerBlock(c.n_embd, c.n_head, rng=rng)] * c.n_layer\n",
         "blocks, each its own",
     ),
-    ("a long prompt not refused", REFUSAL, "", "a ValueError that names block_size"),
+    ("a long prompt not refused", REFUSAL, "", "so refuse it with a ValueError"),
     (
         "a long prompt cropped silently",
         REFUSAL,
         CHECK + "            ids = ids[:, -self.config.block_size :]\n            t = ids.shape[1]\n",
-        "returned logits for a prompt of 9 tokens",
+        "there is no position vector for 9 tokens",
     ),
     ("refusal off by one", CHECK, "        if t >= self.config.block_size:\n", "refuse only T > block_size"),
     (

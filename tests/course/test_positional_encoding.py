@@ -90,7 +90,7 @@ BUGS = [
         "the wrong error",
         "        raise ValueError(\n",
         "        raise IndexError(\n",
-        "refuse positions past the table with a ValueError",
+        "so refuse it with a ValueError",
     ),
 ]
 

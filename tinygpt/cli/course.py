@@ -15,7 +15,7 @@ from tinygpt.cli.args import add_backend_flags, positive_int
 from tinygpt.course import classroom, notebooks, registry
 from tinygpt.course.errors import CourseError
 from tinygpt.course.exercise import Exercise
-from tinygpt.course.progress import Progress
+from tinygpt.course.progress import Progress, student_file
 from tinygpt.course.sandbox import grade_file
 from tinygpt.course.verdict import Verdict
 from tinygpt.files import write_bytes_atomic
@@ -241,7 +241,7 @@ def run_class(args: argparse.Namespace) -> int:
     chosen = _backend_name(args)
     exercises = registry.exercises()
     folders = classroom.student_folders(Path(args.all))
-    files = sum(1 for f in folders for e in exercises if classroom.exercise_file(f, e) is not None)
+    files = sum(1 for f in folders for e in exercises if student_file(f, e) is not None)
     print(f"grading {files} files of {len(folders)} students ...", file=sys.stderr)
     done = [0]
 

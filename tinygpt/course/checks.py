@@ -18,10 +18,15 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tinygpt import backend
 from tinygpt.course.errors import CheckFailed
+from tinygpt.layers import Module, Parameter
+from tinygpt.tensor import Tensor
+
+if TYPE_CHECKING:
+    from tinygpt.course.student import Student
 
 Array = Any
 Mistakes = Mapping[str, Array] | Callable[[], Mapping[str, Array]]
@@ -122,6 +127,44 @@ def _same_device(a: Any, b: Any) -> bool:
         return str(a) == str(b)
 
 
+def expect_tuple(got: Any, length: int, what: str, form: str, hint: str = "") -> tuple[Any, ...]:
+    """``got`` (what the student's ``what`` returned) is a tuple or list of ``length`` items.
+
+    ``form`` says what it should be, for the message: ``"a pair (out, cache)"``, ``"(grad_qkv,)"``.
+    """
+    if hasattr(got, "shape") and hasattr(got, "dtype"):
+        raise CheckFailed(f"{what} returned one array; it should return {form}", hint)
+    if not (isinstance(got, tuple | list) and len(got) == length):
+        kind = type(got).__name__ + (f" of length {len(got)}" if isinstance(got, tuple | list) else "")
+        raise CheckFailed(f"{what} should return {form}, got {kind}", hint)
+    return tuple(got)
+
+
+def expect_raises(
+    student: Student,
+    label: str,
+    fn: Callable[..., Any],
+    *args: Any,
+    why: str,
+    error: type[Exception] = ValueError,
+    hint: str = "",
+) -> Exception:
+    """Student code ``fn(*args)`` (``label`` in messages) must raise ``error``; returns the exception.
+
+    ``why`` says why the input is refused ("'z' is not in the vocabulary"), for both messages:
+    a result returned, or another exception raised.
+    """
+    exc = student.raises(label, fn, *args)
+    if exc is None:
+        raise CheckFailed(f"{label} returned a result, but {why}, so refuse it with a {error.__name__}", hint)
+    if not isinstance(exc, error):
+        raise CheckFailed(
+            f"{label} raised {type(exc).__name__}: {str(exc)[:160]}; {why}, so refuse it with a {error.__name__}",
+            hint,
+        )
+    return exc
+
+
 # Values ---------------------------------------------------------------------------------
 def compare(
     got: Any,
@@ -167,14 +210,22 @@ def matches(got: Any, want: Any, rtol: float = MISTAKE_RTOL, atol: float = MISTA
     return tuple(g.shape) == tuple(w.shape) and _worst(g, w, rtol, atol) is None
 
 
+def number(got: Any, what: str, hint: str = "") -> float:
+    """``got`` as a Python float: a number, or a one-element array (not a Tensor, not a bool)."""
+    if isinstance(got, Tensor):
+        raise CheckFailed(f"{what} should be a number, got a Tensor", hint or "return float(t.item())")
+    if isinstance(got, bool) or not (
+        isinstance(got, int | float) or (hasattr(got, "shape") and math.prod(got.shape) == 1)
+    ):
+        raise CheckFailed(f"{what} should be a number, got {type(got).__name__} {got!r:.80}", hint)
+    return float(host(got).reshape(()).item()) if hasattr(got, "shape") else float(got)
+
+
 def compare_number(
     got: Any, want: float, what: str, rtol: float = 1e-6, atol: float = 1e-8, hint: str = ""
 ) -> float:
     """``got`` is a number (or a one-element array) within tolerance of ``want``; returns it as a float."""
-    try:
-        value = float(host(got).reshape(()).item()) if hasattr(got, "shape") else float(got)
-    except (TypeError, ValueError):
-        raise CheckFailed(f"{what} should be a number, got {type(got).__name__} {got!r:.80}", hint) from None
+    value = number(got, what, hint)
     if not (math.isfinite(value) or not math.isfinite(want)) or abs(value - want) > atol + rtol * abs(want):
         raise CheckFailed(f"{what}: expected {want:.6g}, got {value:.6g}", hint)
     return value
@@ -289,6 +340,55 @@ def check_gradient(
                 )
 
 
+# The library's answer, and modules the student builds --------------------------------------------
+def library_call(fn: Callable[..., Tensor], *inputs: Array, grad: Array | None = None) -> Any:
+    """The library's ``fn`` applied to Tensors wrapping the arrays ``inputs``: its output array, or,
+    given ``grad`` (dL/d output), ``(output, one gradient per input)`` from the library's backward."""
+    tensors = [Tensor.wrap(x, requires_grad=grad is not None) for x in inputs]
+    out = fn(*tensors)
+    if grad is None:
+        return out.data
+    out.backward(grad)
+    return (out.data, *(t.grad_data for t in tensors))
+
+
+def make_module(student: Student, name: str, *args: Any) -> Module:
+    """The student's class ``name`` called with ``args`` and an rng; it must make a ``Module``."""
+    obj = student.call(name, *args, rng=backend.Generator(3))
+    expect(
+        isinstance(obj, Module),
+        f"{name}(...) should make a Module, got {type(obj).__name__}",
+        f"declare it as the starter does: class {name}(Module)",
+    )
+    return obj
+
+
+def parameters(student: Student, module: Module, what: str) -> dict[str, Parameter]:
+    """The student's module's parameters by dotted name (``blocks.0.ln1.weight``), asked of its own code."""
+    return dict(student.invoke(f"{what}.named_parameters", lambda: list(module.named_parameters())))
+
+
+def random_state(module: Module, seed: int) -> dict[str, Any]:
+    """Random host values for each of ``module``'s parameters, by name: matrices scaled by 1/sqrt(fan-in),
+    LayerNorm scales near 1 and shifts near 0 (far enough from 1 and 0 that a mix-up shows)."""
+    state = {}
+    for i, (name, p) in enumerate(module.named_parameters()):
+        if p.ndim == 2:
+            value = random_array(p.shape, seed + i, scale=1.0 / math.sqrt(p.shape[0]))
+        elif name.endswith("weight"):  # a LayerNorm's scale
+            value = random_array(p.shape, seed + i, scale=0.3, shift=1.0)
+        else:
+            value = random_array(p.shape, seed + i, scale=0.2)
+        state[name] = host(value)
+    return state
+
+
+def load_state(module: Module, state: Mapping[str, Any]) -> None:
+    """Copy ``state`` (name -> host array) into the module's parameters, each in its own dtype."""
+    for name, p in module.named_parameters():
+        p.data = backend.asarray(state[name], dtype=p.dtype)
+
+
 # Properties -----------------------------------------------------------------------------------
 def check_causal(
     f: Callable[[Array], Any],
@@ -316,9 +416,3 @@ def check_causal(
                 f"{what}: the output at position {position} changed when only the input at position {t} changed",
                 hint,
             )
-
-
-@contextlib.contextmanager
-def seeded(seed: int = 0) -> Iterator[backend.Generator]:
-    """Reseed the library's default generator for the block (initialisation, dropout)."""
-    yield backend.manual_seed(seed)

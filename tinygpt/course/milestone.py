@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tinygpt import backend
-from tinygpt.course.checks import compare, expect_array
+from tinygpt.course.checks import compare, expect_array, expect_tuple
 from tinygpt.course.errors import CheckFailed
 from tinygpt.course.student import Student
 from tinygpt.data import load_corpus, sample_windows, token_array
@@ -251,23 +251,22 @@ def graph_op(
     label = label or forward
 
     def apply(*inputs: Tensor, **options: Any) -> Tensor:
-        result = student.call(forward, *[t.data for t in inputs], **options)
-        if not (isinstance(result, tuple) and len(result) == 2):
-            raise CheckFailed(
-                f"{forward} should return (out, cache), got {type(result).__name__}",
-                "return the output and whatever your backward needs, as a pair",
-            )
-        out, cache = result
+        out, cache = expect_tuple(
+            student.call(forward, *[t.data for t in inputs], **options),
+            2,
+            forward,
+            "a pair (out, cache)",
+            "return the output and whatever your backward needs, as a pair",
+        )
         expect_array(out, f"the output of {forward} inside the model")
 
         def grads(g: Array) -> Sequence[Array]:
-            result = student.call(backward, g, cache)
-            if not isinstance(result, tuple | list) or len(result) != len(inputs):
-                raise CheckFailed(
-                    f"{backward} should return {len(inputs)} gradients (one per input of {forward}), "
-                    f"got {type(result).__name__}"
-                    + (f" of length {len(result)}" if isinstance(result, tuple | list) else ""),
-                )
+            result = expect_tuple(
+                student.call(backward, g, cache),
+                len(inputs),
+                backward,
+                f"a tuple of {len(inputs)} gradients, one per array input of {forward}",
+            )
             for i, (grad, x) in enumerate(zip(result, inputs, strict=True)):
                 expect_array(
                     grad, f"gradient {i} of {backward} inside the model", shape=x.shape, dtype=x.dtype

@@ -139,25 +139,22 @@ def edge_cases(student: Student) -> None:
 @EXERCISE.check("refuses characters and ids it does not know", kind="edge")
 def refusals(student: Student) -> None:
     tokenizer = _tokenizer(student, "abc")
-    exc = student.raises("encode('abz')", tokenizer.encode, "abz")
-    if exc is None:
-        raise CheckFailed(
-            "encode('abz') returned ids, but 'z' is not in the vocabulary ['a', 'b', 'c']",
-            "raise ValueError(f'character {c!r} is not in the vocabulary') instead of skipping or guessing",
-        )
-    if not isinstance(exc, ValueError):
-        raise CheckFailed(
-            f"encode('abz') raised {type(exc).__name__}: {exc}; refuse an unknown character with a ValueError",
-            "a KeyError says 'no such key'; a ValueError that names the character says what is wrong with the text",
-        )
+    exc = C.expect_raises(
+        student,
+        "encode('abz')",
+        tokenizer.encode,
+        "abz",
+        why="'z' is not in the vocabulary ['a', 'b', 'c']",
+        hint="raise ValueError(f'character {c!r} is not in the vocabulary'), never skip or guess: a KeyError "
+        "says 'no such key', a ValueError that names the character says what is wrong with the text",
+    )
     C.expect(
         "z" in str(exc),
         f"encode('abz') raised ValueError({str(exc)!r}), which does not name the character 'z'",
         "put the character in the message: f'character {c!r} is not in the vocabulary'",
     )
     for bad in (3, -1):
-        exc = student.raises(f"decode([{bad}])", tokenizer.decode, [bad])
-        if exc is None:
+        if student.raises(f"decode([{bad}])", tokenizer.decode, [bad]) is None:
             got = student.call_method(tokenizer, "decode", [bad])
             why = "Python lists count negative indices from the end; " if bad < 0 else ""
             raise CheckFailed(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tinygpt import backend
+from tinygpt import functional as F
 from tinygpt.course import checks as C
 from tinygpt.course.errors import CheckFailed
 from tinygpt.course.exercise import Exercise
@@ -21,7 +22,7 @@ from tinygpt.course.student import Student
 from tinygpt.generation import filter_logits
 from tinygpt.generation import generate as library_generate
 from tinygpt.models import GPTConfig, TinyGPT
-from tinygpt.tensor import no_grad
+from tinygpt.tensor import Tensor, no_grad
 
 EXERCISE = Exercise(
     name="generation",
@@ -97,9 +98,8 @@ CACHE_FALLBACK = (
 
 # References and known mistakes ------------------------------------------------------------------------
 def _softmax(z: Array, axis: int = -1) -> Array:
-    xp = backend.current().xp
-    e = xp.exp(z - xp.max(z, axis=axis, keepdims=True))
-    return e / xp.sum(e, axis=axis, keepdims=True)
+    """The library's softmax over ``axis`` of a raw array (what a mistake would give)."""
+    return F.softmax(Tensor.wrap(z), axis=axis).data
 
 
 def _keep_top(z: Array, k: int, fill: float = -float("inf"), descending: bool = True) -> Array:

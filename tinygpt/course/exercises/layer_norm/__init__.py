@@ -7,6 +7,7 @@ would produce and matching the student's result against it.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from tinygpt import backend
@@ -39,12 +40,7 @@ LEADING_AXES = "grad_weight and grad_bias sum over every leading axis: the same 
 
 def _library(x: Array, weight: Array, bias: Array, eps: float = EPS, grad: Array | None = None) -> Any:
     """tinygpt's layer norm: the output, or (output, dx, dweight, dbias) when ``grad`` is given."""
-    tensors = [Tensor.wrap(a, requires_grad=grad is not None) for a in (x, weight, bias)]
-    out = F.layer_norm(tensors[0], tensors[1], tensors[2], eps=eps)
-    if grad is None:
-        return out.data
-    out.backward(grad)
-    return (out.data, *(t.grad_data for t in tensors))
+    return C.library_call(functools.partial(F.layer_norm, eps=eps), x, weight, bias, grad=grad)
 
 
 def _mistakes(x: Array, weight: Array, bias: Array, eps: float = EPS) -> dict[str, Array]:
@@ -81,23 +77,24 @@ def _forward(
     student: Student, x: Array, weight: Array, bias: Array, eps: float | None = None
 ) -> tuple[Array, Any]:
     args = (x, weight, bias) if eps is None else (x, weight, bias, eps)
-    result = student.call("layer_norm_forward", *args)
-    C.expect(
-        isinstance(result, tuple) and len(result) == 2,
-        f"layer_norm_forward should return a pair (out, cache), got {type(result).__name__}",
+    out, cache = C.expect_tuple(
+        student.call("layer_norm_forward", *args),
+        2,
+        "layer_norm_forward",
+        "a pair (out, cache)",
         "return out, cache  (cache: what the backward pass needs, e.g. a tuple of arrays)",
     )
-    return result
+    return out, cache
 
 
 def _backward(student: Student, grad: Array, cache: Any) -> tuple[Array, Array, Array]:
-    result = student.call("layer_norm_backward", grad, cache)
-    C.expect(
-        isinstance(result, tuple | list) and len(result) == 3,
-        f"layer_norm_backward should return (grad_x, grad_weight, grad_bias), got {type(result).__name__}"
-        + (f" of length {len(result)}" if isinstance(result, tuple | list) else ""),
+    grad_x, grad_weight, grad_bias = C.expect_tuple(
+        student.call("layer_norm_backward", grad, cache),
+        3,
+        "layer_norm_backward",
+        "(grad_x, grad_weight, grad_bias), one gradient per input",
     )
-    return result[0], result[1], result[2]
+    return grad_x, grad_weight, grad_bias
 
 
 @EXERCISE.check("returns (out, cache) with out of x's shape and dtype", kind="shape")

@@ -67,12 +67,7 @@ GRAD_LAST = "the last position's logits are never scored: its gradient is 0 (joi
 # The library's loss, and what each mistake would give -----------------------------------------------
 def _library(logits: Array, tokens: Array, grad: Array | None = None) -> Any:
     """LanguageModelLoss's value, or (value, dlogits) when ``grad`` is given."""
-    z = Tensor.wrap(logits, requires_grad=grad is not None)
-    loss = LanguageModelLoss()(z, tokens)
-    if grad is None:
-        return loss.data
-    loss.backward(grad)
-    return loss.data, z.grad_data
+    return C.library_call(lambda z: LanguageModelLoss()(z, tokens), logits, grad=grad)
 
 
 def _ce(logits: Array, targets: Array) -> Array:
@@ -135,13 +130,13 @@ def _scalar(value: float) -> Array:
 
 
 def _forward(student: Student, logits: Array, tokens: Array) -> tuple[Array, Any]:
-    result = student.call("lm_loss_forward", logits, tokens)
-    C.expect(
-        isinstance(result, tuple) and len(result) == 2,
-        f"lm_loss_forward should return a pair (loss, cache), got {type(result).__name__}",
+    loss, cache = C.expect_tuple(
+        student.call("lm_loss_forward", logits, tokens),
+        2,
+        "lm_loss_forward",
+        "a pair (loss, cache)",
         "return loss, cache  (cache: what the backward pass needs, e.g. the softmax and the targets)",
     )
-    loss = result[0]
     C.expect_array(
         loss,
         f"the loss of lm_loss_forward(logits {tuple(logits.shape)}, tokens)",
@@ -149,7 +144,7 @@ def _forward(student: Student, logits: Array, tokens: Array) -> tuple[Array, Any
         dtype=logits.dtype,
         hint="the mean over every prediction is one number: xp.mean(...) gives a 0-d array of logits' dtype",
     )
-    return loss, result[1]
+    return loss, cache
 
 
 def _backward(student: Student, grad: Array, cache: Any, logits: Array) -> Array:
@@ -216,15 +211,14 @@ def edge_cases(student: Student) -> None:
             hint="log p = z - logsumexp(z) is exactly 0 for one entry; no division by zero on the way",
         )
     logits, tokens = _inputs((B, 1, V), seed=4)
-    exc = student.raises(
-        "lm_loss_forward(logits (2, 1, 11), tokens (2, 1))", student.get("lm_loss_forward"), logits, tokens
-    )
-    C.expect(
-        isinstance(exc, ValueError),
-        "lm_loss_forward with T = 1 "
-        + ("returned a result" if exc is None else f"raised {type(exc).__name__}: {str(exc)[:120]}")
-        + "; a window of one token has no next token to predict, so refuse it with a ValueError",
-        "if T < 2: raise ValueError(...) naming the problem (the mean of no predictions would be nan)",
+    C.expect_raises(
+        student,
+        "lm_loss_forward(logits (2, 1, 11), tokens (2, 1))",
+        student.get("lm_loss_forward"),
+        logits,
+        tokens,
+        why="a window of one token (T = 1) has no next token to predict",
+        hint="if T < 2: raise ValueError(...) naming the problem (the mean of no predictions would be nan)",
     )
 
 
