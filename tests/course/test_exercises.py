@@ -8,6 +8,7 @@ CI sessions run); the unchanged starter fails with "not implemented yet".
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import pkgutil
@@ -56,6 +57,37 @@ def test_an_exercise_is_complete(name):
     assert (SOLUTIONS / f"{name}.py").is_file(), f"write tests/course/solutions/{name}.py"
     module = importlib.import_module(f"tests.course.test_{name}")
     assert len(module.BUGS) >= 4, f"tests/course/test_{name}.py plants at least 4 bugs"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_starter_says_where_it_fits_in_the_course(name):
+    order = list(registry.ORDER)
+    i = order.index(name)
+    first_cell = " ".join(
+        line.lstrip("# ") for line in registry.get(name).starter.split("\n# %%", 1)[0].splitlines()
+    )
+    assert f"*Exercise {i + 1} of {len(order)}" in first_cell
+    if i > 0:
+        assert any(f"`{earlier}`" in first_cell for earlier in order[:i]), "name what it builds on"
+    if i + 1 < len(order):
+        assert f"Next, `{order[i + 1]}`" in first_cell
+
+
+def _outline(source: str) -> tuple[list[str], list[str]]:
+    """The signatures and docstrings of a file's functions and classes, and its lines of text (``#`` at column 0)."""
+    signatures = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.ClassDef) and node.col_offset in (0, 4):
+            head = ast.unparse(node.args) if isinstance(node, ast.FunctionDef) else ""
+            returns = ast.unparse(node.returns) if isinstance(node, ast.FunctionDef) and node.returns else ""
+            signatures.append(f"{node.name}({head}) -> {returns}: {ast.get_docstring(node)!r}")
+    return signatures, [line for line in source.splitlines() if line.startswith("#")]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_solution_is_the_starter_filled_in(name):
+    # The same text, signatures and docstrings: an edit of the starter must reach the solution too.
+    assert _outline(solution(name)) == _outline(registry.get(name).starter)
 
 
 def test_the_course_takes_four_to_six_hours():

@@ -5,14 +5,16 @@ from __future__ import annotations
 import pytest
 
 from tests.course.helpers import failure_text, grade_source, numpy_session, plant, solution, starter
+from tinygpt.course import registry
 
 NAME = "lm_loss"
+MILESTONE = registry.get(NAME).checks[-1].title
 Z = "    z = xp.reshape(logits[:, :-1, :], (-1, v))  # (N, V): the predictions made at positions 0 .. T-2\n"
 TARGETS = "    targets = xp.reshape(tokens[:, 1:], (-1,))  # (N,): the tokens at positions 1 .. T-1\n"
 SHIFTED = "    shifted = z - xp.max(z, axis=-1, keepdims=True)\n"
 LOGP = "    logp = shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))  # log softmax, (N, V)\n"
 MEAN = "    return -xp.mean(picked), (xp.exp(logp), targets, (batch, t, v))"
-SCORED = "    scored = xp.reshape((probs - onehot) * (grad / probs.shape[0]), (batch, t - 1, v))\n"
+SCORED = "    scored = xp.reshape((probs - onehot) * (grad_out / probs.shape[0]), (batch, t - 1, v))\n"
 REFUSAL = """    if t < 2:
         raise ValueError(
             f"a window of {t} token has nothing to predict: the loss needs T >= 2 tokens per row"
@@ -80,38 +82,44 @@ BUGS = [
     (
         "gradient not divided by N",
         SCORED,
-        "    scored = xp.reshape((probs - onehot) * grad, (batch, t - 1, v))\n",
+        "    scored = xp.reshape((probs - onehot) * grad_out, (batch, t - 1, v))\n",
         "divide the gradient by N = B * (T - 1)",
     ),
     (
         "gradient divided by B * T",
         SCORED,
-        "    scored = xp.reshape((probs - onehot) * (grad / (batch * t)), (batch, t - 1, v))\n",
+        "    scored = xp.reshape((probs - onehot) * (grad_out / (batch * t)), (batch, t - 1, v))\n",
         "not by B * T",
     ),
     (
         "gradient missing the -onehot term",
         SCORED,
-        "    scored = xp.reshape(probs * (grad / probs.shape[0]), (batch, t - 1, v))\n",
+        "    scored = xp.reshape(probs * (grad_out / probs.shape[0]), (batch, t - 1, v))\n",
         "subtract 1 at each row's target",
     ),
     (
         "gradient with the wrong sign",
         SCORED,
-        "    scored = xp.reshape((onehot - probs) * (grad / probs.shape[0]), (batch, t - 1, v))\n",
+        "    scored = xp.reshape((onehot - probs) * (grad_out / probs.shape[0]), (batch, t - 1, v))\n",
         "not onehot - softmax",
     ),
     (
         "incoming gradient ignored",
         SCORED,
         "    scored = xp.reshape((probs - onehot) / probs.shape[0], (batch, t - 1, v))\n",
-        "multiply by grad",
+        "multiply by grad_out",
     ),
     (
         "zero slice first",
+        "    return (xp.concat([scored, last], axis=1),)",
+        "    return (xp.concat([last, scored], axis=1),)",
+        "grad_logits[:, -1] should be 0",
+    ),
+    (
+        "a bare array instead of a tuple",
+        "    return (xp.concat([scored, last], axis=1),)",
         "    return xp.concat([scored, last], axis=1)",
-        "    return xp.concat([last, scored], axis=1)",
-        "dlogits[:, -1] should be 0",
+        "(mind the comma)",
     ),
 ]
 
@@ -144,7 +152,5 @@ def test_the_milestone_trains_with_the_students_backward(tmp_path):
     source = plant(solution(NAME), SCORED, SCORED + "    scored = scored * 0.0 if batch == 16 else scored\n")
     verdict = grade_source(NAME, source, tmp_path)
     assert not verdict.passed
-    assert verdict.failed_check == "in a real training run of TinyGPT, trains like LanguageModelLoss", (
-        verdict.report()
-    )
+    assert verdict.failed_check == MILESTONE, verdict.report()
     assert "the gradient of ln_f.bias" in verdict.message, verdict.report()

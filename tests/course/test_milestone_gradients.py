@@ -67,9 +67,9 @@ ONLY_IN_THE_MODEL = [
     (
         "lm_loss",
         "the gradient divided by B * T instead of B * (T - 1)",
-        "    scored = xp.reshape((probs - onehot) * (grad / probs.shape[0]), (batch, t - 1, v))\n",
+        "    scored = xp.reshape((probs - onehot) * (grad_out / probs.shape[0]), (batch, t - 1, v))\n",
         "    n = probs.shape[0] if batch != 16 else batch * t\n"
-        "    scored = xp.reshape((probs - onehot) * (grad / n), (batch, t - 1, v))\n",
+        "    scored = xp.reshape((probs - onehot) * (grad_out / n), (batch, t - 1, v))\n",
         "the gradient of ln_f.bias",
     ),
 ]

@@ -239,20 +239,19 @@ def compare_gradients(
 
 
 # Plugging the student's code in --------------------------------------------------------------------
-def graph_op(
-    student: Student, forward: str, backward: str, label: str | None = None
-) -> Callable[..., Tensor]:
+def graph_op(student: Student, forward: str, backward: str) -> Callable[..., Tensor]:
     """The student's raw-array ``forward``/``backward`` pair as one autograd operation on Tensors.
 
-    ``op(*tensors, **options)`` calls ``forward(*arrays, **options) -> (out, cache)``;
-    when gradients flow back, ``backward(grad_out, cache)`` must return one
-    gradient per input tensor, each of that input's shape and dtype.
+    ``op(*inputs, **options)`` calls ``forward(*arrays, **options) -> (out, cache)``,
+    each Tensor input as its array and anything else (integer token ids) as it
+    is; when gradients flow back, ``backward(grad_out, cache)`` must return a
+    tuple with one gradient per Tensor input, each of that input's shape and dtype.
     """
-    label = label or forward
 
-    def apply(*inputs: Tensor, **options: Any) -> Tensor:
+    def apply(*inputs: Any, **options: Any) -> Tensor:
+        tensors = tuple(x for x in inputs if isinstance(x, Tensor))
         out, cache = expect_tuple(
-            student.call(forward, *[t.data for t in inputs], **options),
+            student.call(forward, *[x.data if isinstance(x, Tensor) else x for x in inputs], **options),
             2,
             forward,
             "a pair (out, cache)",
@@ -263,19 +262,20 @@ def graph_op(
         def grads(g: Array) -> Sequence[Array]:
             result = expect_tuple(
                 student.call(backward, g, cache),
-                len(inputs),
+                len(tensors),
                 backward,
-                f"a tuple of {len(inputs)} gradients, one per array input of {forward}",
+                f"a tuple of {len(tensors)} gradient(s), one per float input of {forward}",
+                "mind the comma of a one-element tuple: (grad,)",
             )
-            for i, (grad, x) in enumerate(zip(result, inputs, strict=True)):
+            for i, (grad, x) in enumerate(zip(result, tensors, strict=True)):
                 expect_array(
                     grad, f"gradient {i} of {backward} inside the model", shape=x.shape, dtype=x.dtype
                 )
             return list(result)
 
-        return Tensor.from_op(out, tuple(inputs), grads)
+        return Tensor.from_op(out, tensors, grads)
 
-    apply.__name__ = label
+    apply.__name__ = forward
     return apply
 
 

@@ -41,7 +41,7 @@ def _reference_ids(text: str, vocabulary: str) -> Any:
     return backend.asarray(Reference.from_text(vocabulary).encode(text), dtype=backend.current().int_dtype)
 
 
-@EXERCISE.check("builds the sorted vocabulary", kind="shape")
+@EXERCISE.check("CharTokenizer builds the sorted vocabulary; vocab_size counts it", kind="shape")
 def vocabulary(student: Student) -> None:
     tokenizer = _tokenizer(student, SAMPLE)
     chars = student.invoke("CharTokenizer.chars", lambda: tokenizer.chars)
@@ -79,7 +79,7 @@ def encode_array(student: Student) -> None:
     C.expect_array(ids, "encode('to be')", shape=(5,), dtype=b.int_dtype, hint=IDS_HINT)
 
 
-@EXERCISE.check("encode gives the ids tinygpt.CharTokenizer gives")
+@EXERCISE.check("encode gives the ids of tinygpt.CharTokenizer")
 def same_ids(student: Student) -> None:
     for vocabulary, text in ((SAMPLE, SAMPLE), (SAMPLE, "question: to be"), (MIXED, MIXED)):
         ids = _encode(student, _tokenizer(student, vocabulary), text)
@@ -116,7 +116,7 @@ def round_trip(student: Student) -> None:
     )
 
 
-@EXERCISE.check("edge cases: empty text, a one-character vocabulary", kind="edge")
+@EXERCISE.check("encode and decode edge cases: empty text, a one-character vocabulary", kind="edge")
 def edge_cases(student: Student) -> None:
     b = backend.current()
     tokenizer = _tokenizer(student, "abc")
@@ -136,7 +136,7 @@ def edge_cases(student: Student) -> None:
     )
 
 
-@EXERCISE.check("refuses characters and ids it does not know", kind="edge")
+@EXERCISE.check("encode and decode refuse characters and ids they do not know", kind="edge")
 def refusals(student: Student) -> None:
     tokenizer = _tokenizer(student, "abc")
     exc = C.expect_raises(
@@ -163,7 +163,7 @@ def refusals(student: Student) -> None:
             )
 
 
-@EXERCISE.check("encodes 100,000 characters of Shakespeare like the library", kind="property")
+@EXERCISE.check("encode and decode 100,000 characters of Shakespeare like the library", kind="property")
 def shakespeare(student: Student) -> None:
     try:
         text = load_corpus("shakespeare")[:100_000]

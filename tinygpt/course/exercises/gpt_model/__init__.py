@@ -205,7 +205,7 @@ def _path_gradients(ref: TinyGPT, ids: Array, g: Array) -> dict[str, Array]:
 
 
 # The checks -------------------------------------------------------------------------------------
-@EXERCISE.check("TinyGPT's parameter names and shapes (no head weight); logits (B, T, V)", kind="shape")
+@EXERCISE.check("GPTModel has TinyGPT's parameter names and shapes (no head weight); logits (B, T, V)", kind="shape")
 def shapes(student: Student) -> None:
     config = _config()
     model = C.make_module(student, "GPTModel", config)
@@ -220,14 +220,14 @@ def shapes(student: Student) -> None:
     )
 
 
-@EXERCISE.check("logits match TinyGPT's with the same weights (float64)")
+@EXERCISE.check("GPTModel's logits match TinyGPT's with the same weights (float64)")
 def values(student: Student) -> None:
     with C.float64():
         model, reference = _pair(student, seed=10)
         _logits_match(student, model, reference, _ids((B, T), seed=11), f"logits for ids ({B}, {T})")
 
 
-@EXERCISE.check("edge cases: T = 1; T = block_size; one sequence", kind="edge")
+@EXERCISE.check("GPTModel edge cases: T = 1; T = block_size; one sequence", kind="edge")
 def edge_cases(student: Student) -> None:
     block = CONFIG["block_size"]
     with C.float64():
@@ -253,7 +253,7 @@ def edge_cases(student: Student) -> None:
         )
 
 
-@EXERCISE.check("a prompt longer than block_size is refused with a clear ValueError", kind="edge")
+@EXERCISE.check("GPTModel refuses a prompt longer than block_size with a ValueError", kind="edge")
 def too_long(student: Student) -> None:
     block = CONFIG["block_size"]
     model = C.make_module(student, "GPTModel", _config())
@@ -278,7 +278,7 @@ def too_long(student: Student) -> None:
     )
 
 
-@EXERCISE.check("properties: causal; the head reads the token table (tied weights)", kind="property")
+@EXERCISE.check("GPTModel is causal, and its head reads the token table (tied weights)", kind="property")
 def properties(student: Student) -> None:
     with C.float64():
         model, reference = _pair(student, seed=40)
@@ -314,7 +314,7 @@ def properties(student: Student) -> None:
             )
 
 
-@EXERCISE.check("gradients: the token table's gradient matches finite differences (float64)", kind="gradient")
+@EXERCISE.check("GPTModel's gradient of the token table matches finite differences (float64)", kind="gradient")
 def finite_differences(student: Student) -> None:
     with C.float64():
         model, reference = _pair(student, seed=50)
@@ -353,7 +353,7 @@ def finite_differences(student: Student) -> None:
             wte.data = table
 
 
-@EXERCISE.check("gradients: every parameter's gradient is TinyGPT's (wte gets both paths)", kind="gradient")
+@EXERCISE.check("GPTModel's parameter gradients are TinyGPT's (wte gets both paths)", kind="gradient")
 def parameter_gradients(student: Student) -> None:
     with C.float64():
         model, reference = _pair(student, seed=60)
@@ -386,7 +386,7 @@ def parameter_gradients(student: Student) -> None:
                 C.compare(got, want, f"the gradient of {name}", rtol=1e-7, atol=1e-9, hint=GRAPH)
 
 
-@EXERCISE.check("trained beside the library's TinyGPT on Shakespeare, it learns the same", kind="milestone")
+@EXERCISE.check("milestone: your GPTModel trains on Shakespeare like the library's TinyGPT", kind="milestone")
 def milestone(student: Student) -> str:
     def plug(model: TinyGPT) -> None:
         mine = C.make_module(student, "GPTModel", model.config)

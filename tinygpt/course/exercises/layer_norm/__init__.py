@@ -97,14 +97,14 @@ def _backward(student: Student, grad: Array, cache: Any) -> tuple[Array, Array, 
     return grad_x, grad_weight, grad_bias
 
 
-@EXERCISE.check("returns (out, cache) with out of x's shape and dtype", kind="shape")
+@EXERCISE.check("layer_norm_forward returns (out, cache), out of x's shape and dtype", kind="shape")
 def shapes(student: Student) -> None:
     x, weight, bias = _inputs((2, 3, 8))
     out, _ = _forward(student, x, weight, bias)
     C.expect_array(out, "out of layer_norm_forward(x (2, 3, 8) float32, ...)", shape=x.shape, dtype=x.dtype)
 
 
-@EXERCISE.check("forward matches functional.layer_norm on random float64 input")
+@EXERCISE.check("layer_norm_forward matches functional.layer_norm (float64)")
 def values(student: Student) -> None:
     with C.float64():
         x, weight, bias = _inputs((2, 5, 16), seed=1)
@@ -120,7 +120,7 @@ def values(student: Student) -> None:
         )
 
 
-@EXERCISE.check("edge cases: 2-D and 4-D input, C = 1, constant rows, the eps argument", kind="edge")
+@EXERCISE.check("layer_norm_forward edge cases: 2-D and 4-D input, C = 1, constant rows, the eps argument", kind="edge")
 def edge_cases(student: Student) -> None:
     xp = backend.current().xp
     with C.float64():
@@ -183,7 +183,7 @@ def edge_cases(student: Student) -> None:
 
 
 @EXERCISE.check(
-    "properties: each row has mean 0 and variance 1; shifting or scaling x changes nothing", kind="property"
+    "layer_norm_forward: each row has mean 0 and variance 1; shifting or scaling x changes nothing", kind="property"
 )
 def properties(student: Student) -> None:
     b = backend.current()
@@ -214,7 +214,7 @@ def properties(student: Student) -> None:
         C.compare(moved, out, "out for 3 * x + 7 (should equal out for x)", 1e-6, 1e-8, hint=WRONG_AXIS)
 
 
-@EXERCISE.check("backward returns gradients of the inputs' shapes and dtypes", kind="shape")
+@EXERCISE.check("layer_norm_backward returns (grad_x, grad_weight, grad_bias) of the inputs' shapes and dtypes", kind="shape")
 def gradient_shapes(student: Student) -> None:
     x, weight, bias = _inputs((2, 3, 8), seed=10)
     _, cache = _forward(student, x, weight, bias)
@@ -263,7 +263,7 @@ def _gradient_mistakes(x: Array, weight: Array, grad: Array, dw: Array, db: Arra
     }
 
 
-@EXERCISE.check("backward matches finite differences (float64)", kind="gradient")
+@EXERCISE.check("layer_norm_backward matches finite differences and the library's backward (float64)", kind="gradient")
 def finite_differences(student: Student) -> None:
     xp = backend.current().xp
     with C.float64():
@@ -284,7 +284,7 @@ def finite_differences(student: Student) -> None:
             C.compare(got, want, f"{name} (all elements, vs functional.layer_norm's backward)", 1e-7, 1e-9)
 
 
-@EXERCISE.check("in a TinyGPT, trains on Shakespeare like the library's LayerNorm", kind="milestone")
+@EXERCISE.check("milestone: a TinyGPT with your layer norm trains on Shakespeare like the library's", kind="milestone")
 def milestone(student: Student) -> str:
     op = graph_op(student, "layer_norm_forward", "layer_norm_backward")
     return train_and_compare(

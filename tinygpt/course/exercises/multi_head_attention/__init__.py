@@ -271,7 +271,7 @@ def forward_values(student: Student) -> None:
             )
 
 
-@EXERCISE.check("edge cases: one head, D = 1, T = 1, scores near 1000", kind="edge")
+@EXERCISE.check("mha_forward edge cases: one head, D = 1, T = 1, scores near 1000", kind="edge")
 def forward_edges(student: Student) -> None:
     with C.float64():
         for shape, n_head, what in (
@@ -302,7 +302,7 @@ def forward_edges(student: Student) -> None:
 
 
 @EXERCISE.check(
-    "causality, and heads that do not mix: head h's output reads only head h's q, k, v", kind="property"
+    "mha_forward is causal, and its heads do not mix: head h's output reads only head h's q, k, v", kind="property"
 )
 def forward_properties(student: Student) -> None:
     with C.float64():
@@ -413,7 +413,7 @@ def backward_values(student: Student) -> None:
             )
 
 
-@EXERCISE.check("backward edge cases: T = 1, one head, scores near 1000", kind="gradient")
+@EXERCISE.check("mha_backward edge cases: T = 1, one head, scores near 1000", kind="gradient")
 def backward_edges(student: Student) -> None:
     with C.float64():
         for shape, n_head, scale, what in (
@@ -439,7 +439,7 @@ def backward_edges(student: Student) -> None:
 
 
 # The milestone ----------------------------------------------------------------------------------------------
-@EXERCISE.check("in a TinyGPT, trains on Shakespeare like the library's MultiHeadAttention", kind="milestone")
+@EXERCISE.check("milestone: a TinyGPT with your multi-head attention trains on Shakespeare like the library's", kind="milestone")
 def milestone(student: Student) -> str:
     op = graph_op(student, "mha_forward", "mha_backward")
 

@@ -134,7 +134,7 @@ def table_values(student: Student) -> None:
             )
 
 
-@EXERCISE.check("edge cases: odd C, C = 1 and 2, a single position", kind="edge")
+@EXERCISE.check("sinusoidal_table edge cases: odd C, C = 1 and 2, a single position", kind="edge")
 def table_edges(student: Student) -> None:
     with C.float64():
         for length, dim, what in (
@@ -156,7 +156,7 @@ def table_edges(student: Student) -> None:
 
 
 @EXERCISE.check(
-    "moving k positions on rotates each column pair: pe[t + k] is a fixed function of pe[t]", kind="property"
+    "sinusoidal_table turns each column pair: pe[t + k] is a fixed function of pe[t]", kind="property"
 )
 def rotation(student: Student) -> None:
     with C.float64():
@@ -215,7 +215,7 @@ def add_values(student: Student) -> None:
             )
 
 
-@EXERCISE.check("edge cases: the last position of the block, and an input longer than the block", kind="edge")
+@EXERCISE.check("add_positions edge cases: the last position of the block, and an input longer than the block", kind="edge")
 def add_edges(student: Student) -> None:
     with C.float64():
         layer = PositionalEncoding(16, 8, kind="sinusoidal")
@@ -266,7 +266,7 @@ class _StudentPositions(Module):
 
 # A model in float64: on JAX each new shape compiles (about 7 s in all), hence 30 s rather than 20.
 @EXERCISE.check(
-    "inside a TinyGPT: the library's logits, with and without a KV cache", kind="property", timeout=30
+    "in a TinyGPT, your positions give the library's logits, with and without a KV cache", kind="property", timeout=30
 )
 def in_the_model(student: Student) -> str:
     config = GPTConfig(vocab_size=13, block_size=16, n_layer=1, n_head=2, n_embd=10, positional="sinusoidal")

@@ -297,7 +297,7 @@ def weights_edges(student: Student) -> None:
 
 
 @EXERCISE.check(
-    "each row of weights sums to 1, and every weight on a future key is exactly 0", kind="property"
+    "attention_weights: each row sums to 1, and every weight on a future key is exactly 0", kind="property"
 )
 def weights_properties(student: Student) -> None:
     with C.float64():
@@ -446,7 +446,7 @@ def attention_edges(student: Student) -> None:
         )
 
 
-@EXERCISE.check("causality: changing a token changes no output before it", kind="property")
+@EXERCISE.check("self_attention is causal: changing a token changes no output before it", kind="property")
 def causality(student: Student) -> None:
     with C.float64():
         x, w = C.random_array((2, 7, 8), seed=14), _projections(8, 8, 15)

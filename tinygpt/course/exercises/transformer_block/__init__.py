@@ -155,7 +155,7 @@ def _mlp_mistakes(lib: layers.MLP, x: Tensor) -> dict[str, Array]:
 
 
 # The checks -------------------------------------------------------------------------------------
-@EXERCISE.check("MLP: the library's parameter names and shapes (C -> 4C -> C)", kind="shape")
+@EXERCISE.check("MLP has the library's parameter names and shapes (C -> 4C -> C)", kind="shape")
 def mlp_shapes(student: Student) -> None:
     mlp = C.make_module(student, "MLP", 16)
     _same_parameters(student, mlp, layers.MLP(16, rng=backend.Generator(0)), "MLP")
@@ -164,7 +164,7 @@ def mlp_shapes(student: Student) -> None:
     C.expect_array(out.data, "MLP(16)(x (2, 6, 16) float32)", shape=(2, 6, 16), dtype=x.dtype)
 
 
-@EXERCISE.check("MLP: matches the library's MLP with the same weights (float64)")
+@EXERCISE.check("MLP matches the library's MLP with the same weights (float64)")
 def mlp_values(student: Student) -> None:
     with C.float64():
         reference = layers.MLP(16, rng=backend.Generator(0))
@@ -187,7 +187,7 @@ def mlp_values(student: Student) -> None:
         )
 
 
-@EXERCISE.check("TransformerBlock: the library's parameter names and shapes", kind="shape")
+@EXERCISE.check("TransformerBlock has the library's parameter names and shapes", kind="shape")
 def block_shapes(student: Student) -> None:
     block = C.make_module(student, "TransformerBlock", 16, 2)
     _same_parameters(student, block, LibraryBlock(16, 2, rng=backend.Generator(0)), "TransformerBlock")
@@ -196,7 +196,7 @@ def block_shapes(student: Student) -> None:
     C.expect_array(out.data, "TransformerBlock(16, 2)(x (2, 6, 16) float32)", shape=(2, 6, 16), dtype=x.dtype)
 
 
-@EXERCISE.check("TransformerBlock: matches the library's block with the same weights (float64)")
+@EXERCISE.check("TransformerBlock matches the library's block with the same weights (float64)")
 def block_values(student: Student) -> None:
     with C.float64():
         block, reference = _pair(student, 16, 2, seed=20)
@@ -214,7 +214,7 @@ def block_values(student: Student) -> None:
         )
 
 
-@EXERCISE.check("edge cases: T = 1; one head", kind="edge")
+@EXERCISE.check("TransformerBlock edge cases: T = 1; one head", kind="edge")
 def edge_cases(student: Student) -> None:
     with C.float64():
         for c, h, shape in ((16, 2, (2, 1, 16)), (16, 1, (2, 6, 16))):
@@ -233,7 +233,7 @@ def edge_cases(student: Student) -> None:
 
 
 @EXERCISE.check(
-    "edge case: generating with a KV cache, one token at a time, gives the same outputs", kind="edge"
+    "TransformerBlock with a KV cache, one token at a time, gives the same outputs", kind="edge"
 )
 def kv_cache(student: Student) -> None:
     xp = backend.current().xp
@@ -263,7 +263,7 @@ def kv_cache(student: Student) -> None:
 
 
 @EXERCISE.check(
-    "properties: causal as a whole; with both branches zeroed the block returns x", kind="property"
+    "TransformerBlock is causal as a whole; with both branches zeroed it returns x", kind="property"
 )
 def properties(student: Student) -> None:
     xp = backend.current().xp
@@ -297,7 +297,7 @@ def properties(student: Student) -> None:
 
 
 @EXERCISE.check(
-    "gradients: autograd through your block matches finite differences (float64)", kind="gradient"
+    "TransformerBlock's gradient of x (autograd) matches finite differences (float64)", kind="gradient"
 )
 def finite_differences(student: Student) -> None:
     xp = backend.current().xp
@@ -326,7 +326,7 @@ def finite_differences(student: Student) -> None:
         C.check_gradient(loss, [x], [leaf.grad_data], ["the gradient of x"], samples=6, hint=GRAPH)
 
 
-@EXERCISE.check("gradients: every parameter's gradient is the library block's", kind="gradient")
+@EXERCISE.check("TransformerBlock's parameter gradients are the library block's", kind="gradient")
 def parameter_gradients(student: Student) -> None:
     with C.float64():
         block, reference = _pair(student, 16, 2, seed=70)
@@ -352,7 +352,7 @@ def parameter_gradients(student: Student) -> None:
 
 
 @EXERCISE.check(
-    "in every layer of a TinyGPT, trains on Shakespeare like the library's block", kind="milestone"
+    "milestone: a TinyGPT with your TransformerBlock in every layer trains on Shakespeare like the library's", kind="milestone"
 )
 def milestone(student: Student) -> str:
     def make(old: LibraryBlock) -> Module:
