@@ -100,17 +100,37 @@ def test_the_solution_passes(tmp_path, name):
     milestones = not backend.current().fixed_shapes
     verdict = grade_source(name, solution(name), tmp_path, milestones=milestones)
     assert verdict.passed, verdict.report()
+    last = registry.get(name).checks[-1]
+    if last.kind == "milestone" and milestones:
+        assert "after 150 steps on Shakespeare: loss" in verdict.results[-1].note, (
+            "the note gives both losses"
+        )
+
+
+def _first_to_write(name: str) -> str:
+    """The qualified name of the first function in the starter whose body raises NotImplementedError."""
+    tree = ast.parse(registry.get(name).starter)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            prefix, members = "", [node]
+        elif isinstance(node, ast.ClassDef):
+            prefix, members = f"{node.name}.", [m for m in node.body if isinstance(m, ast.FunctionDef)]
+        else:
+            continue
+        for member in members:
+            if any(isinstance(n, ast.Raise) for n in ast.walk(member)):
+                return prefix + member.name
+    raise AssertionError(f"{name}'s starter raises NotImplementedError nowhere")
 
 
 @numpy_session
 @pytest.mark.parametrize("name", NAMES)
-def test_the_starter_fails_with_not_implemented(tmp_path, name):
+def test_the_starter_fails_naming_the_first_function_to_write(tmp_path, name):
     verdict = grade_source(name, starter(name), tmp_path)
-    assert not verdict.passed
-    assert verdict.message.startswith("not implemented yet: "), verdict.report()
     assert verdict.failed_check != "loading your file", (
         "the starter must load: demos go under `if __name__ == '__main__':`"
     )
+    assert verdict.message == f"not implemented yet: {_first_to_write(name)}", verdict.report()
 
 
 def test_the_docs_name_only_exercises_that_are_planned():

@@ -1,14 +1,16 @@
-"""The lm_loss exercise: its solution passes on every backend; its starter and planted bugs fail, naming the fault."""
+"""The lm_loss exercise: its planted bugs fail, naming the fault (its solution and starter: test_exercises.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from tests.course.helpers import failure_text, grade_source, numpy_session, plant, solution, starter
-from tinygpt.course import registry
+from tests.course.helpers import (
+    fails_only_the_milestone,
+    numpy_session,
+    plant,
+    planted_bugs_fail,
+    solution,
+)
 
 NAME = "lm_loss"
-MILESTONE = registry.get(NAME).checks[-1].title
 Z = "    z = xp.reshape(logits[:, :-1, :], (-1, v))  # (N, V): the predictions made at positions 0 .. T-2\n"
 TARGETS = "    targets = xp.reshape(tokens[:, 1:], (-1,))  # (N,): the tokens at positions 1 .. T-1\n"
 SHIFTED = "    shifted = z - xp.max(z, axis=-1, keepdims=True)\n"
@@ -124,33 +126,12 @@ BUGS = [
 ]
 
 
-@numpy_session
-def test_the_milestone_reports_both_losses(tmp_path):
-    verdict = grade_source(NAME, solution(NAME), tmp_path)
-    assert verdict.passed, verdict.report()
-    assert "after 150 steps on Shakespeare" in verdict.results[-1].note
-
-
-@numpy_session
-def test_the_starter_names_the_first_function_to_write(tmp_path):
-    verdict = grade_source(NAME, starter(NAME), tmp_path)
-    assert verdict.message == "not implemented yet: lm_loss_forward", verdict.report()
-
-
-@numpy_session
-@pytest.mark.parametrize(("what", "old", "new", "expected"), BUGS, ids=[b[0] for b in BUGS])
-def test_a_planted_bug_fails_naming_the_fault(tmp_path, what, old, new, expected):
-    verdict = grade_source(NAME, plant(solution(NAME), old, new), tmp_path, milestones=False)
-    assert not verdict.passed, f"{what} passed"
-    assert expected in failure_text(verdict), verdict.report()
+test_a_planted_bug_fails_naming_the_fault = planted_bugs_fail(NAME, BUGS)
 
 
 @numpy_session
 def test_the_milestone_trains_with_the_students_backward(tmp_path):
-    # Right on the checks' small batches, no gradient on the milestone's batch of 16: only training
-    # with the student's own loss and backward (not the library's) notices.
+    # Right on the checks' small batches, no gradient on the milestone's batch of 16: only the
+    # milestone, which runs the student's own loss and backward (not the library's), notices.
     source = plant(solution(NAME), SCORED, SCORED + "    scored = scored * 0.0 if batch == 16 else scored\n")
-    verdict = grade_source(NAME, source, tmp_path)
-    assert not verdict.passed
-    assert verdict.failed_check == MILESTONE, verdict.report()
-    assert "the gradient of ln_f.bias" in verdict.message, verdict.report()
+    fails_only_the_milestone(NAME, source, tmp_path, "the gradient of ln_f.bias")
