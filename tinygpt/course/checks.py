@@ -174,19 +174,18 @@ def compare(
     atol: float = 1e-8,
     hint: str = "",
     mistakes: Mistakes | None = None,
-    dtype: bool = True,
 ) -> None:
     """``got`` equals ``want`` elementwise within ``atol + rtol * |want|``; else the worst element is reported.
 
     ``want`` is the reference (the library's result). The array checks of
-    ``expect_array`` come first (shape, and dtype unless ``dtype=False``). When
+    ``expect_array`` come first (an array of the backend, of ``want``'s shape and dtype). When
     ``got`` matches one of ``mistakes`` (hint -> the result that mistake gives),
     that mistake's hint is the one shown; a mistake whose result equals ``want``
     on these inputs is passed over. ``mistakes`` may be a function returning that
     mapping, called only when the values differ (computing mistakes costs time),
     with NumPy's floating-point warnings off. 0-d arrays (a loss) compare like any other.
     """
-    expect_array(got, what, shape=tuple(want.shape), dtype=want.dtype if dtype else None, hint=hint)
+    expect_array(got, what, shape=tuple(want.shape), dtype=want.dtype, hint=hint)
     g, w = host(got).astype("float64"), host(want).astype("float64")
     worst = _worst(g, w, rtol, atol)
     if worst is None:
@@ -366,6 +365,33 @@ def make_module(student: Student, name: str, *args: Any) -> Module:
 def parameters(student: Student, module: Module, what: str) -> dict[str, Parameter]:
     """The student's module's parameters by dotted name (``blocks.0.ln1.weight``), asked of its own code."""
     return dict(student.invoke(f"{what}.named_parameters", lambda: list(module.named_parameters())))
+
+
+def expect_parameters(
+    student: Student,
+    module: Module,
+    reference: Module,
+    what: str,
+    hint: Callable[[list[str], list[str]], str],
+    shape_hint: Callable[[str], str],
+) -> None:
+    """The student's ``module`` has exactly ``reference``'s parameter names and shapes.
+
+    ``hint(missing, unexpected)`` and ``shape_hint(name)`` say how to fix a difference.
+    """
+    mine = {name: tuple(p.shape) for name, p in parameters(student, module, what).items()}
+    want = {name: tuple(p.shape) for name, p in reference.named_parameters()}
+    missing = [n for n in want if n not in mine]
+    unexpected = [n for n in mine if n not in want]
+    if missing or unexpected:
+        raise CheckFailed(
+            f"your {what}'s parameters are not the library's: missing {missing[:6] or 'none'}, "
+            f"unexpected {unexpected[:6] or 'none'}",
+            hint(missing, unexpected),
+        )
+    for name, shape in want.items():
+        if mine[name] != shape:
+            raise CheckFailed(f"{what}.{name} should have shape {shape}, got {mine[name]}", shape_hint(name))
 
 
 def random_state(module: Module, seed: int) -> dict[str, Any]:

@@ -81,34 +81,31 @@ def _ids(shape: tuple[int, int], seed: int) -> Array:
 
 def _same_parameters(student: Student, model: Module, reference: TinyGPT) -> None:
     """The student's model has exactly TinyGPT's parameter names and shapes."""
-    mine = {name: tuple(p.shape) for name, p in C.parameters(student, model, "GPTModel").items()}
-    want = {name: tuple(p.shape) for name, p in reference.named_parameters()}
-    missing = [n for n in want if n not in mine]
-    unexpected = [n for n in mine if n not in want]
-    if missing or unexpected:
-        hint = NAMES_HINT
+
+    def hint(missing: list[str], unexpected: list[str]) -> str:
         if any(not n.startswith(("wte.", "wpe.", "blocks.", "ln_f.")) for n in unexpected):
-            hint = TIED
-        elif any(n.startswith("blocks.") for n in missing) and not any(
+            return TIED
+        if any(n.startswith("blocks.") for n in missing) and not any(
             n.startswith("blocks.") for n in unexpected
         ):
-            hint = (
+            return (
                 f"the model has n_layer = {reference.config.n_layer} blocks, each its own: self.blocks = "
                 "[TransformerBlock(c.n_embd, c.n_head, rng=rng) for _ in range(c.n_layer)]"
             )
-        raise CheckFailed(
-            f"your GPTModel's parameters are not TinyGPT's: missing {missing[:6] or 'none'}, "
-            f"unexpected {unexpected[:6] or 'none'}",
-            hint,
-        )
-    for name, shape in want.items():
-        if mine[name] != shape:
-            raise CheckFailed(
-                f"GPTModel's {name} should have shape {shape}, got {mine[name]}",
-                "wpe is a table of block_size position vectors: Embedding(c.block_size, c.n_embd)"
-                if name.startswith("wpe.")
-                else NAMES_HINT,
-            )
+        return NAMES_HINT
+
+    C.expect_parameters(
+        student,
+        model,
+        reference,
+        "GPTModel",
+        hint=hint,
+        shape_hint=lambda name: (
+            "wpe is a table of block_size position vectors: Embedding(c.block_size, c.n_embd)"
+            if name.startswith("wpe.")
+            else NAMES_HINT
+        ),
+    )
 
 
 def _pair(student: Student, seed: int, **changes: Any) -> tuple[Module, TinyGPT]:
@@ -205,7 +202,9 @@ def _path_gradients(ref: TinyGPT, ids: Array, g: Array) -> dict[str, Array]:
 
 
 # The checks -------------------------------------------------------------------------------------
-@EXERCISE.check("GPTModel has TinyGPT's parameter names and shapes (no head weight); logits (B, T, V)", kind="shape")
+@EXERCISE.check(
+    "GPTModel has TinyGPT's parameter names and shapes (no head weight); logits (B, T, V)", kind="shape"
+)
 def shapes(student: Student) -> None:
     config = _config()
     model = C.make_module(student, "GPTModel", config)
@@ -314,7 +313,9 @@ def properties(student: Student) -> None:
             )
 
 
-@EXERCISE.check("GPTModel's gradient of the token table matches finite differences (float64)", kind="gradient")
+@EXERCISE.check(
+    "GPTModel's gradient of the token table matches finite differences (float64)", kind="gradient"
+)
 def finite_differences(student: Student) -> None:
     with C.float64():
         model, reference = _pair(student, seed=50)

@@ -120,7 +120,9 @@ def values(student: Student) -> None:
         )
 
 
-@EXERCISE.check("layer_norm_forward edge cases: 2-D and 4-D input, C = 1, constant rows, the eps argument", kind="edge")
+@EXERCISE.check(
+    "layer_norm_forward edge cases: 2-D and 4-D input, C = 1, constant rows, the eps argument", kind="edge"
+)
 def edge_cases(student: Student) -> None:
     xp = backend.current().xp
     with C.float64():
@@ -183,7 +185,8 @@ def edge_cases(student: Student) -> None:
 
 
 @EXERCISE.check(
-    "layer_norm_forward: each row has mean 0 and variance 1; shifting or scaling x changes nothing", kind="property"
+    "layer_norm_forward: each row has mean 0 and variance 1; shifting or scaling x changes nothing",
+    kind="property",
 )
 def properties(student: Student) -> None:
     b = backend.current()
@@ -214,7 +217,10 @@ def properties(student: Student) -> None:
         C.compare(moved, out, "out for 3 * x + 7 (should equal out for x)", 1e-6, 1e-8, hint=WRONG_AXIS)
 
 
-@EXERCISE.check("layer_norm_backward returns (grad_x, grad_weight, grad_bias) of the inputs' shapes and dtypes", kind="shape")
+@EXERCISE.check(
+    "layer_norm_backward returns (grad_x, grad_weight, grad_bias) of the inputs' shapes and dtypes",
+    kind="shape",
+)
 def gradient_shapes(student: Student) -> None:
     x, weight, bias = _inputs((2, 3, 8), seed=10)
     _, cache = _forward(student, x, weight, bias)
@@ -263,7 +269,9 @@ def _gradient_mistakes(x: Array, weight: Array, grad: Array, dw: Array, db: Arra
     }
 
 
-@EXERCISE.check("layer_norm_backward matches finite differences and the library's backward (float64)", kind="gradient")
+@EXERCISE.check(
+    "layer_norm_backward matches finite differences and the library's backward (float64)", kind="gradient"
+)
 def finite_differences(student: Student) -> None:
     xp = backend.current().xp
     with C.float64():
@@ -284,7 +292,9 @@ def finite_differences(student: Student) -> None:
             C.compare(got, want, f"{name} (all elements, vs functional.layer_norm's backward)", 1e-7, 1e-9)
 
 
-@EXERCISE.check("milestone: a TinyGPT with your layer norm trains on Shakespeare like the library's", kind="milestone")
+@EXERCISE.check(
+    "milestone: a TinyGPT with your layer norm trains on Shakespeare like the library's", kind="milestone"
+)
 def milestone(student: Student) -> str:
     op = graph_op(student, "layer_norm_forward", "layer_norm_backward")
     return train_and_compare(

@@ -228,7 +228,9 @@ def edge_cases(student: Student) -> None:
     )
 
 
-@EXERCISE.check("lm_loss_forward edge cases: logits of 1000 (exp overflows) and 1000 apart (log of 0)", kind="edge")
+@EXERCISE.check(
+    "lm_loss_forward edge cases: logits of 1000 (exp overflows) and 1000 apart (log of 0)", kind="edge"
+)
 def large_logits(student: Student) -> None:
     with C.float64():
         logits, tokens = _inputs((B, T, V), seed=5)
@@ -295,7 +297,9 @@ def gradient_shapes(student: Student) -> None:
     )
 
 
-@EXERCISE.check("lm_loss_backward matches finite differences and the library's backward (float64)", kind="gradient")
+@EXERCISE.check(
+    "lm_loss_backward matches finite differences and the library's backward (float64)", kind="gradient"
+)
 def finite_differences(student: Student) -> None:
     with C.float64():
         logits, tokens = _inputs((B, T, V), seed=9)
@@ -330,7 +334,9 @@ def finite_differences(student: Student) -> None:
         )
 
 
-@EXERCISE.check("lm_loss_backward at logits of 1000 and 1000 apart: finite, and the library's", kind="gradient")
+@EXERCISE.check(
+    "lm_loss_backward at logits of 1000 and 1000 apart: finite, and the library's", kind="gradient"
+)
 def large_logit_gradients(student: Student) -> None:
     with C.float64():
         logits, tokens = _inputs((B, T, V), seed=10)
@@ -347,7 +353,9 @@ def large_logit_gradients(student: Student) -> None:
             )
 
 
-@EXERCISE.check("milestone: a TinyGPT with your loss trains on Shakespeare like the library's", kind="milestone")
+@EXERCISE.check(
+    "milestone: a TinyGPT with your loss trains on Shakespeare like the library's", kind="milestone"
+)
 def milestone(student: Student) -> str:
     op = graph_op(student, "lm_loss_forward", "lm_loss_backward")
     return train_and_compare(loss_fn=op, what="your loss")

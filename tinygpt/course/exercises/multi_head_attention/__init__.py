@@ -302,7 +302,8 @@ def forward_edges(student: Student) -> None:
 
 
 @EXERCISE.check(
-    "mha_forward is causal, and its heads do not mix: head h's output reads only head h's q, k, v", kind="property"
+    "mha_forward is causal, and its heads do not mix: head h's output reads only head h's q, k, v",
+    kind="property",
 )
 def forward_properties(student: Student) -> None:
     with C.float64():
@@ -439,7 +440,10 @@ def backward_edges(student: Student) -> None:
 
 
 # The milestone ----------------------------------------------------------------------------------------------
-@EXERCISE.check("milestone: a TinyGPT with your multi-head attention trains on Shakespeare like the library's", kind="milestone")
+@EXERCISE.check(
+    "milestone: a TinyGPT with your multi-head attention trains on Shakespeare like the library's",
+    kind="milestone",
+)
 def milestone(student: Student) -> str:
     op = graph_op(student, "mha_forward", "mha_backward")
 

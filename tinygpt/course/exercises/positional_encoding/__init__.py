@@ -215,7 +215,10 @@ def add_values(student: Student) -> None:
             )
 
 
-@EXERCISE.check("add_positions edge cases: the last position of the block, and an input longer than the block", kind="edge")
+@EXERCISE.check(
+    "add_positions edge cases: the last position of the block, and an input longer than the block",
+    kind="edge",
+)
 def add_edges(student: Student) -> None:
     with C.float64():
         layer = PositionalEncoding(16, 8, kind="sinusoidal")
@@ -266,7 +269,9 @@ class _StudentPositions(Module):
 
 # A model in float64: on JAX each new shape compiles (about 7 s in all), hence 30 s rather than 20.
 @EXERCISE.check(
-    "in a TinyGPT, your positions give the library's logits, with and without a KV cache", kind="property", timeout=30
+    "in a TinyGPT, your positions give the library's logits, with and without a KV cache",
+    kind="property",
+    timeout=30,
 )
 def in_the_model(student: Student) -> str:
     config = GPTConfig(vocab_size=13, block_size=16, n_layer=1, n_head=2, n_embd=10, positional="sinusoidal")

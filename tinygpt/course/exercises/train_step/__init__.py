@@ -590,7 +590,9 @@ def tiny_model(student: Student) -> None:
                 )
 
 
-@EXERCISE.check("milestone: a TinyGPT with your train_step trains on Shakespeare like the library's", kind="milestone")
+@EXERCISE.check(
+    "milestone: a TinyGPT with your train_step trains on Shakespeare like the library's", kind="milestone"
+)
 def milestone(student: Student) -> str:
     def make_step(model: TinyGPT, settings: Milestone) -> StepFn:
         step_settings = StepSettings(

@@ -68,27 +68,19 @@ ACT_LAST = "the activation sits between fc and proj: proj(act(fc(x))), not act(p
 # Building, loading, calling ------------------------------------------------------------------
 def _same_parameters(student: Student, obj: Module, reference: Module, what: str) -> None:
     """The student's module has exactly the reference's parameter names and shapes."""
-    mine = {name: tuple(p.shape) for name, p in C.parameters(student, obj, what).items()}
-    want = {name: tuple(p.shape) for name, p in reference.named_parameters()}
-    missing = [n for n in want if n not in mine]
-    unexpected = [n for n in mine if n not in want]
-    if missing or unexpected:
-        ln1, ln2 = getattr(obj, "ln1", None), getattr(obj, "ln2", None)
-        hint = NAMES_HINT
-        if ln1 is not None and ln1 is ln2:
-            hint = "ln1 and ln2 are one LayerNorm: " + SHARED_NORM
-        raise CheckFailed(
-            f"your {what}'s parameters are not the library's: missing {missing or 'none'}, "
-            f"unexpected {unexpected or 'none'}",
-            hint,
-        )
-    for name, shape in want.items():
-        if mine[name] != shape:
-            widths = name.startswith(("fc.", "proj.", "mlp.fc.", "mlp.proj."))
-            raise CheckFailed(
-                f"{what}.{name} should have shape {shape}, got {mine[name]}",
-                WIDTH if widths else NAMES_HINT,
-            )
+    shared = getattr(obj, "ln1", None) is not None and getattr(obj, "ln1", None) is getattr(obj, "ln2", None)
+    C.expect_parameters(
+        student,
+        obj,
+        reference,
+        what,
+        hint=lambda missing, unexpected: (
+            "ln1 and ln2 are one LayerNorm: " + SHARED_NORM if shared else NAMES_HINT
+        ),
+        shape_hint=lambda name: (
+            WIDTH if name.startswith(("fc.", "proj.", "mlp.fc.", "mlp.proj.")) else NAMES_HINT
+        ),
+    )
 
 
 def _forward(student: Student, obj: Module, x: Tensor, what: str, **options: Any) -> Tensor:
@@ -232,9 +224,7 @@ def edge_cases(student: Student) -> None:
             )
 
 
-@EXERCISE.check(
-    "TransformerBlock with a KV cache, one token at a time, gives the same outputs", kind="edge"
-)
+@EXERCISE.check("TransformerBlock with a KV cache, one token at a time, gives the same outputs", kind="edge")
 def kv_cache(student: Student) -> None:
     xp = backend.current().xp
     with C.float64():
@@ -352,7 +342,8 @@ def parameter_gradients(student: Student) -> None:
 
 
 @EXERCISE.check(
-    "milestone: a TinyGPT with your TransformerBlock in every layer trains on Shakespeare like the library's", kind="milestone"
+    "milestone: a TinyGPT with your TransformerBlock in every layer trains on Shakespeare like the library's",
+    kind="milestone",
 )
 def milestone(student: Student) -> str:
     def make(old: LibraryBlock) -> Module:
