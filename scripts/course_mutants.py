@@ -1,6 +1,6 @@
 """Mutation testing of the course's graders: does each exercise's grader catch small changes to its solution?
 
-    python scripts/course_mutants.py                  # every exercise with a solution
+    python scripts/course_mutants.py                  # every exercise
     python scripts/course_mutants.py layer_norm --jobs 2 --no-milestone
     python scripts/course_mutants.py --backend array_api_strict   # also kills NumPy-only code
 
@@ -223,7 +223,7 @@ def run(name: str, jobs: int, milestones: bool, backend: str | None) -> tuple[in
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", help="exercises (default: every one with a solution)")
+    parser.add_argument("names", nargs="*", help="exercises (default: all, in teaching order)")
     parser.add_argument("--jobs", type=int, default=2, help="mutants graded at once")
     parser.add_argument(
         "--no-milestone", action="store_true", help="skip the integration milestones (quicker)"
@@ -232,7 +232,7 @@ def main() -> int:
         "--backend", help="grade on this backend (array_api_strict also kills code that only NumPy accepts)"
     )
     args = parser.parse_args()
-    names = args.names or [n for n in registry.names() if (SOLUTIONS / f"{n}.py").is_file()]
+    names = args.names or list(registry.ORDER)
     print(f"{'exercise':<22}{'killed':>8}{'mutants':>9}{'score':>8}{'seconds':>9}")
     report = []
     for name in names:

@@ -142,7 +142,7 @@ def test_skipping_the_milestone_passes_the_checks_but_not_the_exercise(capsys, t
     path = tmp_path / "layer_norm.py"
     path.write_text(solution("layer_norm"), encoding="utf-8")
     code, out, _ = run_cli(capsys, "course", "check", "layer_norm", path, "--no-milestone")
-    assert code == 0 and "skipped: in a TinyGPT" in out
+    assert code == 0 and "skipped: milestone: a TinyGPT" in out
     rows = {
         r["name"]: r for r in json.loads(run_cli(capsys, "course", "list", "--dir", tmp_path, "--json")[1])
     }

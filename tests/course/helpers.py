@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,35 @@ def grade_source(
 def failure_text(verdict: Verdict) -> str:
     """Everything a student reads about the failure (message and hint), for matching."""
     return f"{verdict.message}\nhint: {verdict.hint}"
+
+
+Bug = tuple[
+    str, str, str, str
+]  # (what the student got wrong, text in the solution, the wrong version, words)
+
+
+def planted_bugs_fail(name: str, bugs: list[Bug]) -> Callable[..., None]:
+    """The test each exercise's test module makes of its ``BUGS``: every planted bug fails, naming its fault.
+
+    Graded without the milestone: a bug the unit checks miss is a gap in them
+    (milestone-only bugs have tests of their own).
+    """
+
+    @numpy_session
+    @pytest.mark.parametrize(("what", "old", "new", "expected"), bugs, ids=[b[0] for b in bugs])
+    def test(tmp_path: Path, what: str, old: str, new: str, expected: str) -> None:
+        verdict = grade_source(name, plant(solution(name), old, new), tmp_path, milestones=False)
+        assert not verdict.passed, f"{what} passed"
+        assert expected in failure_text(verdict), verdict.report()
+
+    return test
+
+
+def fails_only_the_milestone(name: str, source: str, folder: Path, *expected: str) -> None:
+    """``source`` passes every unit check and fails the milestone, with each of ``expected`` in its text."""
+    verdict = grade_source(name, source, folder)
+    assert not verdict.passed and verdict.failed_check == registry.get(name).checks[-1].title, (
+        verdict.report()
+    )
+    for words in expected:
+        assert words in failure_text(verdict), verdict.report()

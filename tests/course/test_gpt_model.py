@@ -1,10 +1,14 @@
-"""The gpt_model exercise: its solution passes on every backend; its starter and planted bugs fail, naming the fault."""
+"""The gpt_model exercise: its planted bugs fail, naming the fault (its solution and starter: test_exercises.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from tests.course.helpers import failure_text, grade_source, numpy_session, plant, solution, starter
+from tests.course.helpers import (
+    fails_only_the_milestone,
+    numpy_session,
+    plant,
+    planted_bugs_fail,
+    solution,
+)
 
 NAME = "gpt_model"
 EMBED = "        x = self.wte(ids) + self.wpe(positions)  # (B, T, C) + (T, C)\n"
@@ -70,12 +74,12 @@ BUGS = [
         "        self.blocks = [TransformerBlock(c.n_embd, c.n_head, rng=rng)] * c.n_layer\n",
         "blocks, each its own",
     ),
-    ("a long prompt not refused", REFUSAL, "", "a ValueError that names block_size"),
+    ("a long prompt not refused", REFUSAL, "", "so refuse it with a ValueError"),
     (
         "a long prompt cropped silently",
         REFUSAL,
         CHECK + "            ids = ids[:, -self.config.block_size :]\n            t = ids.shape[1]\n",
-        "returned logits for a prompt of 9 tokens",
+        "there is no position vector for 9 tokens",
     ),
     ("refusal off by one", CHECK, "        if t >= self.config.block_size:\n", "refuse only T > block_size"),
     (
@@ -93,38 +97,16 @@ BUGS = [
 ]
 
 
-@numpy_session
-def test_the_milestone_reports_both_losses(tmp_path):
-    verdict = grade_source(NAME, solution(NAME), tmp_path)
-    assert verdict.passed, verdict.report()
-    assert "after 150 steps on Shakespeare" in verdict.results[-1].note
-
-
-@numpy_session
-def test_the_starter_names_the_first_function_to_write(tmp_path):
-    verdict = grade_source(NAME, starter(NAME), tmp_path)
-    assert verdict.message == "not implemented yet: GPTModel.__init__", verdict.report()
-
-
-@numpy_session
-@pytest.mark.parametrize(("what", "old", "new", "expected"), BUGS, ids=[b[0] for b in BUGS])
-def test_a_planted_bug_fails_naming_the_fault(tmp_path, what, old, new, expected):
-    verdict = grade_source(NAME, plant(solution(NAME), old, new), tmp_path, milestones=False)
-    assert not verdict.passed, f"{what} passed"
-    assert expected in failure_text(verdict), verdict.report()
+test_a_planted_bug_fails_naming_the_fault = planted_bugs_fail(NAME, BUGS)
 
 
 @numpy_session
 def test_the_milestone_trains_the_students_model(tmp_path):
     # Right on the checks' small batches, the head cut from the graph on the milestone's batch of 16:
-    # only training the student's own model (not the library's) notices.
+    # only the milestone, which runs the student's own model (not the library's), notices.
     source = plant(
         solution(NAME),
         HEAD,
         "        if ids.shape[0] == 16:\n            return x @ Tensor.wrap(self.wte.weight.data).T\n" + HEAD,
     )
-    verdict = grade_source(NAME, source, tmp_path)
-    assert not verdict.passed
-    assert (
-        verdict.failed_check == "trained beside the library's TinyGPT on Shakespeare, it learns the same"
-    ), verdict.report()
+    fails_only_the_milestone(NAME, source, tmp_path)

@@ -1,10 +1,14 @@
-"""The lm_loss exercise: its solution passes on every backend; its starter and planted bugs fail, naming the fault."""
+"""The lm_loss exercise: its planted bugs fail, naming the fault (its solution and starter: test_exercises.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from tests.course.helpers import failure_text, grade_source, numpy_session, plant, solution, starter
+from tests.course.helpers import (
+    fails_only_the_milestone,
+    numpy_session,
+    plant,
+    planted_bugs_fail,
+    solution,
+)
 
 NAME = "lm_loss"
 Z = "    z = xp.reshape(logits[:, :-1, :], (-1, v))  # (N, V): the predictions made at positions 0 .. T-2\n"
@@ -12,7 +16,7 @@ TARGETS = "    targets = xp.reshape(tokens[:, 1:], (-1,))  # (N,): the tokens at
 SHIFTED = "    shifted = z - xp.max(z, axis=-1, keepdims=True)\n"
 LOGP = "    logp = shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))  # log softmax, (N, V)\n"
 MEAN = "    return -xp.mean(picked), (xp.exp(logp), targets, (batch, t, v))"
-SCORED = "    scored = xp.reshape((probs - onehot) * (grad / probs.shape[0]), (batch, t - 1, v))\n"
+SCORED = "    scored = xp.reshape((probs - onehot) * (grad_out / probs.shape[0]), (batch, t - 1, v))\n"
 REFUSAL = """    if t < 2:
         raise ValueError(
             f"a window of {t} token has nothing to predict: the loss needs T >= 2 tokens per row"
@@ -80,71 +84,54 @@ BUGS = [
     (
         "gradient not divided by N",
         SCORED,
-        "    scored = xp.reshape((probs - onehot) * grad, (batch, t - 1, v))\n",
+        "    scored = xp.reshape((probs - onehot) * grad_out, (batch, t - 1, v))\n",
         "divide the gradient by N = B * (T - 1)",
     ),
     (
         "gradient divided by B * T",
         SCORED,
-        "    scored = xp.reshape((probs - onehot) * (grad / (batch * t)), (batch, t - 1, v))\n",
+        "    scored = xp.reshape((probs - onehot) * (grad_out / (batch * t)), (batch, t - 1, v))\n",
         "not by B * T",
     ),
     (
         "gradient missing the -onehot term",
         SCORED,
-        "    scored = xp.reshape(probs * (grad / probs.shape[0]), (batch, t - 1, v))\n",
+        "    scored = xp.reshape(probs * (grad_out / probs.shape[0]), (batch, t - 1, v))\n",
         "subtract 1 at each row's target",
     ),
     (
         "gradient with the wrong sign",
         SCORED,
-        "    scored = xp.reshape((onehot - probs) * (grad / probs.shape[0]), (batch, t - 1, v))\n",
+        "    scored = xp.reshape((onehot - probs) * (grad_out / probs.shape[0]), (batch, t - 1, v))\n",
         "not onehot - softmax",
     ),
     (
         "incoming gradient ignored",
         SCORED,
         "    scored = xp.reshape((probs - onehot) / probs.shape[0], (batch, t - 1, v))\n",
-        "multiply by grad",
+        "multiply by grad_out",
     ),
     (
         "zero slice first",
+        "    return (xp.concat([scored, last], axis=1),)",
+        "    return (xp.concat([last, scored], axis=1),)",
+        "grad_logits[:, -1] should be 0",
+    ),
+    (
+        "a bare array instead of a tuple",
+        "    return (xp.concat([scored, last], axis=1),)",
         "    return xp.concat([scored, last], axis=1)",
-        "    return xp.concat([last, scored], axis=1)",
-        "dlogits[:, -1] should be 0",
+        "(mind the comma)",
     ),
 ]
 
 
-@numpy_session
-def test_the_milestone_reports_both_losses(tmp_path):
-    verdict = grade_source(NAME, solution(NAME), tmp_path)
-    assert verdict.passed, verdict.report()
-    assert "after 150 steps on Shakespeare" in verdict.results[-1].note
-
-
-@numpy_session
-def test_the_starter_names_the_first_function_to_write(tmp_path):
-    verdict = grade_source(NAME, starter(NAME), tmp_path)
-    assert verdict.message == "not implemented yet: lm_loss_forward", verdict.report()
-
-
-@numpy_session
-@pytest.mark.parametrize(("what", "old", "new", "expected"), BUGS, ids=[b[0] for b in BUGS])
-def test_a_planted_bug_fails_naming_the_fault(tmp_path, what, old, new, expected):
-    verdict = grade_source(NAME, plant(solution(NAME), old, new), tmp_path, milestones=False)
-    assert not verdict.passed, f"{what} passed"
-    assert expected in failure_text(verdict), verdict.report()
+test_a_planted_bug_fails_naming_the_fault = planted_bugs_fail(NAME, BUGS)
 
 
 @numpy_session
 def test_the_milestone_trains_with_the_students_backward(tmp_path):
-    # Right on the checks' small batches, no gradient on the milestone's batch of 16: only training
-    # with the student's own loss and backward (not the library's) notices.
+    # Right on the checks' small batches, no gradient on the milestone's batch of 16: only the
+    # milestone, which runs the student's own loss and backward (not the library's), notices.
     source = plant(solution(NAME), SCORED, SCORED + "    scored = scored * 0.0 if batch == 16 else scored\n")
-    verdict = grade_source(NAME, source, tmp_path)
-    assert not verdict.passed
-    assert verdict.failed_check == "in a real training run of TinyGPT, trains like LanguageModelLoss", (
-        verdict.report()
-    )
-    assert "the forward pass agrees but training does not" in verdict.hint, verdict.report()
+    fails_only_the_milestone(NAME, source, tmp_path, "the gradient of ln_f.bias")

@@ -12,7 +12,7 @@ from tinygpt.course.errors import CourseError
 from tinygpt.course.sandbox import grade_file
 
 pytestmark = numpy_session
-NAMES = registry.names()
+NAMES = registry.ORDER
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -1,10 +1,15 @@
-"""The self_attention exercise: its solution passes on every backend; its starter and planted bugs fail, naming the fault."""
+"""The self_attention exercise: its planted bugs fail, naming the fault (its solution and starter: test_exercises.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from tests.course.helpers import failure_text, grade_source, numpy_session, plant, solution, starter
+from tests.course.helpers import (
+    failure_text,
+    grade_source,
+    numpy_session,
+    plant,
+    planted_bugs_fail,
+    solution,
+)
 
 NAME = "self_attention"
 WHERE = "    return xp.where(cols <= rows, zeros, xp.full((t, t), -math.inf, dtype=b.float_dtype, device=b.device))\n"
@@ -127,18 +132,7 @@ BUGS = [
 ]
 
 
-@numpy_session
-def test_the_starter_names_the_first_function_to_write(tmp_path):
-    verdict = grade_source(NAME, starter(NAME), tmp_path)
-    assert verdict.message == "not implemented yet: causal_mask", verdict.report()
-
-
-@numpy_session
-@pytest.mark.parametrize(("what", "old", "new", "expected"), BUGS, ids=[b[0] for b in BUGS])
-def test_a_planted_bug_fails_naming_the_fault(tmp_path, what, old, new, expected):
-    verdict = grade_source(NAME, plant(solution(NAME), old, new), tmp_path)
-    assert not verdict.passed, f"{what} passed"
-    assert expected in failure_text(verdict), verdict.report()
+test_a_planted_bug_fails_naming_the_fault = planted_bugs_fail(NAME, BUGS)
 
 
 @numpy_session

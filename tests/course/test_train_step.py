@@ -1,10 +1,14 @@
-"""The train_step exercise: its solution passes; its starter and planted bugs fail, naming the fault."""
+"""The train_step exercise: its planted bugs fail, naming the fault (its solution and starter: test_exercises.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from tests.course.helpers import failure_text, grade_source, numpy_session, plant, solution, starter
+from tests.course.helpers import (
+    fails_only_the_milestone,
+    numpy_session,
+    plant,
+    planted_bugs_fail,
+    solution,
+)
 
 NAME = "train_step"
 UPDATE = "    param = param * (1.0 - lr * weight_decay) - lr * m_hat / (xp.sqrt(v_hat) + eps)\n"
@@ -145,33 +149,11 @@ BUGS = [
 ]
 
 
-@numpy_session
-def test_the_milestone_reports_both_losses(tmp_path):
-    verdict = grade_source(NAME, solution(NAME), tmp_path)
-    assert verdict.passed, verdict.report()
-    assert "after 150 steps on Shakespeare" in verdict.results[-1].note
-
-
-@numpy_session
-def test_the_starter_names_the_first_function_to_write(tmp_path):
-    verdict = grade_source(NAME, starter(NAME), tmp_path)
-    assert verdict.message == "not implemented yet: clip_grad_norm", verdict.report()
-
-
-@numpy_session
-@pytest.mark.parametrize(("what", "old", "new", "expected"), BUGS, ids=[b[0] for b in BUGS])
-def test_a_planted_bug_fails_naming_the_fault(tmp_path, what, old, new, expected):
-    verdict = grade_source(NAME, plant(solution(NAME), old, new), tmp_path)
-    assert not verdict.passed, f"{what} passed"
-    assert expected in failure_text(verdict), verdict.report()
+test_a_planted_bug_fails_naming_the_fault = planted_bugs_fail(NAME, BUGS)
 
 
 @numpy_session
 def test_a_hard_coded_learning_rate_fails_only_the_milestone(tmp_path):
     # The tiny-model check happens to use lr 1e-2; the milestone trains with 3e-3.
     source = plant(solution(NAME), "            settings.lr,\n", "            1e-2,\n")
-    verdict = grade_source(NAME, source, tmp_path)
-    assert not verdict.passed
-    assert verdict.failed_check == "your train_step trains a TinyGPT on Shakespeare like the library's", (
-        verdict.report()
-    )
+    fails_only_the_milestone(NAME, source, tmp_path)

@@ -15,7 +15,7 @@ from tinygpt.cli.args import add_backend_flags, positive_int
 from tinygpt.course import classroom, notebooks, registry
 from tinygpt.course.errors import CourseError
 from tinygpt.course.exercise import Exercise
-from tinygpt.course.progress import Progress
+from tinygpt.course.progress import Progress, now, student_file
 from tinygpt.course.sandbox import grade_file
 from tinygpt.course.verdict import Verdict
 from tinygpt.files import write_bytes_atomic
@@ -175,8 +175,6 @@ def run_start(args: argparse.Namespace) -> int:
 
 def _backup(path: Path) -> Path:
     """Move ``path`` aside to ``NAME.YYYYmmdd-HHMMSS.bak.py`` (never over an existing file)."""
-    from tinygpt.course.progress import now
-
     stamp = now()[:19].replace("-", "").replace(":", "").replace("T", "-")
     for n in range(1000):
         extra = f"-{n}" if n else ""
@@ -241,7 +239,7 @@ def run_class(args: argparse.Namespace) -> int:
     chosen = _backend_name(args)
     exercises = registry.exercises()
     folders = classroom.student_folders(Path(args.all))
-    files = sum(1 for f in folders for e in exercises if classroom.exercise_file(f, e) is not None)
+    files = sum(1 for f in folders for e in exercises if student_file(f, e) is not None)
     print(f"grading {files} files of {len(folders)} students ...", file=sys.stderr)
     done = [0]
 

@@ -16,14 +16,35 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tinygpt import backend
 from tinygpt.course.errors import CheckFailed
+from tinygpt.layers import Module, Parameter
+from tinygpt.tensor import Tensor
+
+if TYPE_CHECKING:
+    from tinygpt.course.student import Student
 
 Array = Any
 Mistakes = Mapping[str, Array] | Callable[[], Mapping[str, Array]]
+MISTAKE_RTOL, MISTAKE_ATOL = 1e-5, 1e-7  # the tolerance a known mistake's result is recognised with
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """NumPy's floating-point warnings off inside the block (what ``numpy.errstate(all="ignore")`` does).
+
+    The grader's own arithmetic on host copies (inf - inf in a comparison, a
+    known mistake's NaN) must not print under "your code printed". The course
+    package imports no array library, and NumPy sends these warnings through
+    ``warnings`` as RuntimeWarning, so they are filtered there.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 # Inputs ------------------------------------------------------------------------------
@@ -106,6 +127,44 @@ def _same_device(a: Any, b: Any) -> bool:
         return str(a) == str(b)
 
 
+def expect_tuple(got: Any, length: int, what: str, form: str, hint: str = "") -> tuple[Any, ...]:
+    """``got`` (what the student's ``what`` returned) is a tuple or list of ``length`` items.
+
+    ``form`` says what it should be, for the message: ``"a pair (out, cache)"``, ``"(grad_qkv,)"``.
+    """
+    if hasattr(got, "shape") and hasattr(got, "dtype"):
+        raise CheckFailed(f"{what} returned one array; it should return {form}", hint)
+    if not (isinstance(got, tuple | list) and len(got) == length):
+        kind = type(got).__name__ + (f" of length {len(got)}" if isinstance(got, tuple | list) else "")
+        raise CheckFailed(f"{what} should return {form}, got {kind}", hint)
+    return tuple(got)
+
+
+def expect_raises(
+    student: Student,
+    label: str,
+    fn: Callable[..., Any],
+    *args: Any,
+    why: str,
+    error: type[Exception] = ValueError,
+    hint: str = "",
+) -> Exception:
+    """Student code ``fn(*args)`` (``label`` in messages) must raise ``error``; returns the exception.
+
+    ``why`` says why the input is refused ("'z' is not in the vocabulary"), for both messages:
+    a result returned, or another exception raised.
+    """
+    exc = student.raises(label, fn, *args)
+    if exc is None:
+        raise CheckFailed(f"{label} returned a result, but {why}, so refuse it with a {error.__name__}", hint)
+    if not isinstance(exc, error):
+        raise CheckFailed(
+            f"{label} raised {type(exc).__name__}: {str(exc)[:160]}; {why}, so refuse it with a {error.__name__}",
+            hint,
+        )
+    return exc
+
+
 # Values ---------------------------------------------------------------------------------
 def compare(
     got: Any,
@@ -115,17 +174,18 @@ def compare(
     atol: float = 1e-8,
     hint: str = "",
     mistakes: Mistakes | None = None,
-    dtype: bool = True,
 ) -> None:
     """``got`` equals ``want`` elementwise within ``atol + rtol * |want|``; else the worst element is reported.
 
     ``want`` is the reference (the library's result). The array checks of
-    ``expect_array`` come first (shape, and dtype unless ``dtype=False``). When
+    ``expect_array`` come first (an array of the backend, of ``want``'s shape and dtype). When
     ``got`` matches one of ``mistakes`` (hint -> the result that mistake gives),
-    that mistake's hint is the one shown; ``mistakes`` may be a function returning
-    that mapping, called only when the values differ (computing mistakes costs time).
+    that mistake's hint is the one shown; a mistake whose result equals ``want``
+    on these inputs is passed over. ``mistakes`` may be a function returning that
+    mapping, called only when the values differ (computing mistakes costs time),
+    with NumPy's floating-point warnings off. 0-d arrays (a loss) compare like any other.
     """
-    expect_array(got, what, shape=tuple(want.shape), dtype=want.dtype if dtype else None, hint=hint)
+    expect_array(got, what, shape=tuple(want.shape), dtype=want.dtype, hint=hint)
     g, w = host(got).astype("float64"), host(want).astype("float64")
     worst = _worst(g, w, rtol, atol)
     if worst is None:
@@ -135,41 +195,61 @@ def compare(
     where = f" (shape {tuple(w.shape)}; {count} of {w.size} values differ)" if g.ndim else ""
     raise CheckFailed(
         f"{what}: expected {w[index]:.6g}{shown}, got {g[index]:.6g}{where}",
-        _diagnose(g, mistakes, rtol, atol) or hint,
+        _diagnose(g, mistakes, rtol, atol, right=w) or hint,
     )
+
+
+def matches(got: Any, want: Any, rtol: float = MISTAKE_RTOL, atol: float = MISTAKE_ATOL) -> bool:
+    """Whether two arrays (any backend, or host) agree as ``compare`` sees it: same shape, every element
+    within tolerance, an infinity only with the same infinity, NaN only with NaN.
+
+    The default tolerance is the one a known mistake's result is recognised with.
+    """
+    g, w = host(got).astype("float64"), host(want).astype("float64")
+    return tuple(g.shape) == tuple(w.shape) and _worst(g, w, rtol, atol) is None
+
+
+def number(got: Any, what: str, hint: str = "") -> float:
+    """``got`` as a Python float: a number, or a one-element array (not a Tensor, not a bool)."""
+    if isinstance(got, Tensor):
+        raise CheckFailed(f"{what} should be a number, got a Tensor", hint or "return float(t.item())")
+    if isinstance(got, bool) or not (
+        isinstance(got, int | float) or (hasattr(got, "shape") and math.prod(got.shape) == 1)
+    ):
+        raise CheckFailed(f"{what} should be a number, got {type(got).__name__} {got!r:.80}", hint)
+    return float(host(got).reshape(()).item()) if hasattr(got, "shape") else float(got)
 
 
 def compare_number(
     got: Any, want: float, what: str, rtol: float = 1e-6, atol: float = 1e-8, hint: str = ""
 ) -> float:
     """``got`` is a number (or a one-element array) within tolerance of ``want``; returns it as a float."""
-    try:
-        value = float(host(got).reshape(()).item()) if hasattr(got, "shape") else float(got)
-    except (TypeError, ValueError):
-        raise CheckFailed(f"{what} should be a number, got {type(got).__name__} {got!r:.80}", hint) from None
+    value = number(got, what, hint)
     if not (math.isfinite(value) or not math.isfinite(want)) or abs(value - want) > atol + rtol * abs(want):
         raise CheckFailed(f"{what}: expected {want:.6g}, got {value:.6g}", hint)
     return value
 
 
 def _worst(g: Any, w: Any, rtol: float, atol: float) -> tuple[tuple[int, ...], int] | None:
-    """(index of the worst element, how many differ), or None when all agree (NaN never agrees).
+    """(index of the worst element, how many differ), or None when all agree; host float64 arrays of one shape.
 
-    An infinity agrees only with the same infinity, on either side: a finite
-    value where -inf is expected (a mask) differs, although inf - inf is NaN.
+    An infinity agrees only with the same infinity, and NaN only with NaN, on
+    either side: a finite value where -inf is expected (a mask) differs,
+    although inf - inf is NaN. Works on 0-d arrays (a loss) as on any other.
     """
-    infinite = (abs(g) == math.inf) | (abs(w) == math.inf)
-    finite_g, finite_w = g.copy(), w.copy()
-    finite_g[infinite], finite_w[infinite] = 0.0, 0.0  # keep inf - inf (NaN) out of the arithmetic
-    excess = abs(finite_g - finite_w) - (atol + rtol * abs(finite_w))
-    bad = (excess > 0) | ((g != g) & (w == w)) | (infinite & (g != w))
+    shape = tuple(g.shape)
+    g, w = g.reshape(-1), w.reshape(-1)  # 1-d: arithmetic on 0-d arrays gives NumPy scalars
+    with quiet():
+        special = (abs(g) == math.inf) | (abs(w) == math.inf) | (g != g) | (w != w)
+        finite_g, finite_w = g.copy(), w.copy()
+        finite_g[special], finite_w[special] = 0.0, 0.0  # keep inf - inf (NaN) out of the arithmetic
+        excess = abs(finite_g - finite_w) - (atol + rtol * abs(finite_w))
+        excess[special & ~((g == w) | ((g != g) & (w != w)))] = math.inf
+        bad = excess > 0
     count = int(bad.sum())
     if not count:
         return None
-    excess[g != g] = math.inf
-    excess[infinite & (g != w)] = math.inf
-    flat = int(excess.reshape(-1).argmax())
-    return _unravel(flat, tuple(g.shape)), count
+    return _unravel(int(excess.argmax()), shape), count
 
 
 def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -180,12 +260,22 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(reversed(index))
 
 
-def _diagnose(g: Any, mistakes: Mistakes | None, rtol: float, atol: float) -> str:
-    """The hint of the first known mistake whose result ``g`` matches."""
-    known = mistakes() if callable(mistakes) else mistakes
+def _diagnose(g: Any, mistakes: Mistakes | None, rtol: float, atol: float, right: Any = None) -> str:
+    """The hint of the first known mistake whose result ``g`` matches.
+
+    A mistake whose result equals the ``right`` one (host array) on these inputs
+    cannot be told apart from it and is passed over. ``mistakes`` may be a
+    function: it is called here, only on a failure, with NumPy's floating-point
+    warnings off (a mistake's result may hold inf - inf).
+    """
+    with quiet():
+        known = mistakes() if callable(mistakes) else mistakes
+    rtol, atol = max(rtol, MISTAKE_RTOL), max(atol, MISTAKE_ATOL)
     for hint, wrong in (known or {}).items():
         m = host(wrong).astype("float64")
-        if tuple(m.shape) == tuple(g.shape) and _worst(g, m, max(rtol, 1e-5), max(atol, 1e-7)) is None:
+        if tuple(m.shape) != tuple(g.shape) or _worst(g, m, rtol, atol) is not None:
+            continue
+        if right is None or _worst(right, m, rtol, atol) is not None:
             return hint
     return ""
 
@@ -239,13 +329,90 @@ def check_gradient(
             expected = numeric_gradient(f, inputs, i, index)
             value = float(g[index])
             if not abs(value - expected) <= atol + rtol * abs(expected):
-                table = mistakes() if callable(mistakes) else mistakes
+                with quiet():
+                    table = mistakes() if callable(mistakes) else mistakes
                 known = {h: grads[i] for h, grads in (table or {}).items() if grads[i] is not None}
                 raise CheckFailed(
                     f"{name} at index {index} (shape {tuple(x.shape)}): finite differences give {expected:.6g}, "
                     f"your backward gives {value:.6g}",
                     _diagnose(g, known, rtol, atol) or hint,
                 )
+
+
+# The library's answer, and modules the student builds --------------------------------------------
+def library_call(fn: Callable[..., Tensor], *inputs: Array, grad: Array | None = None) -> Any:
+    """The library's ``fn`` applied to Tensors wrapping the arrays ``inputs``: its output array, or,
+    given ``grad`` (dL/d output), ``(output, one gradient per input)`` from the library's backward."""
+    tensors = [Tensor.wrap(x, requires_grad=grad is not None) for x in inputs]
+    out = fn(*tensors)
+    if grad is None:
+        return out.data
+    out.backward(grad)
+    return (out.data, *(t.grad_data for t in tensors))
+
+
+def make_module(student: Student, name: str, *args: Any) -> Module:
+    """The student's class ``name`` called with ``args`` and an rng; it must make a ``Module``."""
+    obj = student.call(name, *args, rng=backend.Generator(3))
+    expect(
+        isinstance(obj, Module),
+        f"{name}(...) should make a Module, got {type(obj).__name__}",
+        f"declare it as the starter does: class {name}(Module)",
+    )
+    return obj
+
+
+def parameters(student: Student, module: Module, what: str) -> dict[str, Parameter]:
+    """The student's module's parameters by dotted name (``blocks.0.ln1.weight``), asked of its own code."""
+    return dict(student.invoke(f"{what}.named_parameters", lambda: list(module.named_parameters())))
+
+
+def expect_parameters(
+    student: Student,
+    module: Module,
+    reference: Module,
+    what: str,
+    hint: Callable[[list[str], list[str]], str],
+    shape_hint: Callable[[str], str],
+) -> None:
+    """The student's ``module`` has exactly ``reference``'s parameter names and shapes.
+
+    ``hint(missing, unexpected)`` and ``shape_hint(name)`` say how to fix a difference.
+    """
+    mine = {name: tuple(p.shape) for name, p in parameters(student, module, what).items()}
+    want = {name: tuple(p.shape) for name, p in reference.named_parameters()}
+    missing = [n for n in want if n not in mine]
+    unexpected = [n for n in mine if n not in want]
+    if missing or unexpected:
+        raise CheckFailed(
+            f"your {what}'s parameters are not the library's: missing {missing[:6] or 'none'}, "
+            f"unexpected {unexpected[:6] or 'none'}",
+            hint(missing, unexpected),
+        )
+    for name, shape in want.items():
+        if mine[name] != shape:
+            raise CheckFailed(f"{what}.{name} should have shape {shape}, got {mine[name]}", shape_hint(name))
+
+
+def random_state(module: Module, seed: int) -> dict[str, Any]:
+    """Random host values for each of ``module``'s parameters, by name: matrices scaled by 1/sqrt(fan-in),
+    LayerNorm scales near 1 and shifts near 0 (far enough from 1 and 0 that a mix-up shows)."""
+    state = {}
+    for i, (name, p) in enumerate(module.named_parameters()):
+        if p.ndim == 2:
+            value = random_array(p.shape, seed + i, scale=1.0 / math.sqrt(p.shape[0]))
+        elif name.endswith("weight"):  # a LayerNorm's scale
+            value = random_array(p.shape, seed + i, scale=0.3, shift=1.0)
+        else:
+            value = random_array(p.shape, seed + i, scale=0.2)
+        state[name] = host(value)
+    return state
+
+
+def load_state(module: Module, state: Mapping[str, Any]) -> None:
+    """Copy ``state`` (name -> host array) into the module's parameters, each in its own dtype."""
+    for name, p in module.named_parameters():
+        p.data = backend.asarray(state[name], dtype=p.dtype)
 
 
 # Properties -----------------------------------------------------------------------------------
@@ -275,9 +442,3 @@ def check_causal(
                 f"{what}: the output at position {position} changed when only the input at position {t} changed",
                 hint,
             )
-
-
-@contextlib.contextmanager
-def seeded(seed: int = 0) -> Iterator[backend.Generator]:
-    """Reseed the library's default generator for the block (initialisation, dropout)."""
-    yield backend.manual_seed(seed)

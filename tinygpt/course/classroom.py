@@ -16,7 +16,7 @@ from pathlib import Path
 from tinygpt.course import registry
 from tinygpt.course.errors import CourseError
 from tinygpt.course.exercise import Exercise
-from tinygpt.course.progress import SUFFIXES
+from tinygpt.course.progress import student_file
 from tinygpt.course.sandbox import grade_file
 from tinygpt.course.verdict import Verdict
 from tinygpt.errors import TinyGPTError
@@ -47,15 +47,6 @@ def student_folders(class_dir: Path) -> list[Path]:
     return folders
 
 
-def exercise_file(folder: Path, exercise: Exercise) -> Path | None:
-    """The student's file for ``exercise``: ``NAME.py``, else ``NAME.ipynb``."""
-    for suffix in SUFFIXES:
-        path = folder / f"{exercise.name}{suffix}"
-        if path.is_file():
-            return path
-    return None
-
-
 def default_jobs() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
@@ -73,7 +64,7 @@ def grade_class(
     work = []
     for student in students:
         for exercise in exercises:
-            path = exercise_file(student.folder, exercise)
+            path = student_file(student.folder, exercise)
             student.verdicts[exercise.name] = None
             if path is not None:
                 work.append((student, exercise, path))

@@ -2,9 +2,13 @@
 
 Two identical small TinyGPTs (same seed, same weights) train on the same
 Shakespeare windows for the same number of steps: one as the library builds
-it, one with the student's pieces plugged in (``plug``) and/or trained by the
-student's step (``make_step``). The losses must agree: before any update (the
-forward pass) to float32 rounding, and at the end within ``tolerance``.
+it, one with the student's pieces plugged in (``plug``), with the student's loss
+(``loss_fn``) or trained by the student's step (``make_step``). The losses must
+agree: before any update (the forward pass) to float32 rounding, and at the end
+within ``tolerance``. Where the student's code computes gradients, one float64
+backward pass through both models comes first (``compare_gradients``): AdamW
+divides every gradient by its own running RMS, so a training run cannot see a
+gradient that is wrong by a factor.
 
 An exercise author only says what to plug in:
 
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tinygpt import backend
-from tinygpt.course.checks import compare, expect_array
+from tinygpt.course.checks import compare, expect_array, expect_tuple
 from tinygpt.course.errors import CheckFailed
 from tinygpt.course.student import Student
 from tinygpt.data import load_corpus, sample_windows, token_array
@@ -40,6 +44,7 @@ from tinygpt.tokenizers import CharTokenizer
 
 Array = Any
 StepFn = Callable[[Any], float]  # one training step on ids (B, T); returns the loss before the update
+LossFn = Callable[[Tensor, Any], Tensor]  # logits (B, T, V), ids (B, T) -> the mean next-token loss
 
 
 @dataclass(frozen=True)
@@ -83,12 +88,15 @@ def new_model(vocab_size: int, settings: Milestone) -> TinyGPT:
     return TinyGPT(config, rng=backend.Generator(settings.seed))
 
 
-def library_step(model: TinyGPT, settings: Milestone) -> StepFn:
-    """The library's training step: forward, next-token loss, backward, global-norm clipping, AdamW."""
+def library_step(model: TinyGPT, settings: Milestone, loss_fn: LossFn | None = None) -> StepFn:
+    """The library's training step: forward, next-token loss, backward, global-norm clipping, AdamW.
+
+    ``loss_fn(logits, ids)`` replaces ``LanguageModelLoss`` (the lm_loss exercise plugs the student's in).
+    """
     optimizer = AdamW(
         model.decay_groups(settings.weight_decay), lr=settings.lr, weight_decay=settings.weight_decay
     )
-    loss_fn = LanguageModelLoss()
+    loss_fn = loss_fn or LanguageModelLoss()
 
     def step(ids: Array) -> float:
         optimizer.zero_grad()
@@ -120,23 +128,32 @@ def train(step: StepFn, ids: Array, settings: Milestone) -> list[float]:
 def train_and_compare(
     plug: Callable[[TinyGPT], Any] | None = None,
     make_step: Callable[[TinyGPT, Milestone], StepFn] | None = None,
+    loss_fn: LossFn | None = None,
     settings: Milestone = Milestone(),
     what: str = "your pieces",
 ) -> str:
     """Train the library's TinyGPT and one with the student's pieces; fail unless the losses agree.
 
     ``plug(model)`` substitutes the student's modules or functions into the
-    model (see ``replace_modules``); ``make_step(model, settings)`` returns the
-    student's training step (default: ``library_step``). Returns a one-line
-    summary for the check's report.
+    model (see ``replace_modules``); ``loss_fn(logits, ids)`` the student's loss;
+    ``make_step(model, settings)`` returns the student's training step (default:
+    ``library_step``). When the student's code is in the model's forward and
+    backward (``plug`` or ``loss_fn``), ``compare_gradients`` runs first: the
+    training run cannot see a gradient's scale. Returns a one-line summary for
+    the check's report.
     """
+    notes = []
+    if plug is not None or loss_fn is not None:
+        notes.append(compare_gradients(plug, settings, what, loss_fn=loss_fn))
     tokenizer, ids = corpus_ids(settings)
     reference = new_model(tokenizer.vocab_size, settings)
     want = train(library_step(reference, settings), ids, settings)
     model = new_model(tokenizer.vocab_size, settings)
     if plug is not None:
         plug(model)
-    got = train((make_step or library_step)(model, settings), ids, settings)
+    got = train(
+        make_step(model, settings) if make_step else library_step(model, settings, loss_fn), ids, settings
+    )
     if abs(got[0] - want[0]) > 1e-3 * max(1.0, abs(want[0])):
         raise CheckFailed(
             f"before any training step, TinyGPT with {what} has loss {got[0]:.5f}; with the library's it has "
@@ -157,39 +174,44 @@ def train_and_compare(
             "the forward pass agrees but training does not: the gradients your pieces send back are wrong "
             "inside the model (check the backward on (B, T, C) inputs)",
         )
-    return (
+    notes.append(
         f"after {settings.steps} steps on Shakespeare: loss {mean_got:.4f}, the library's {mean_want:.4f} "
         f"(tolerance {settings.tolerance})"
     )
+    return "; ".join(notes)
 
 
 def compare_gradients(
-    plug: Callable[[TinyGPT], Any],
+    plug: Callable[[TinyGPT], Any] | None = None,
     settings: Milestone = Milestone(),
     what: str = "your pieces",
     rtol: float = 1e-6,
     atol: float = 1e-9,
+    loss_fn: LossFn | None = None,
 ) -> str:
     """One forward and backward pass through the milestone's TinyGPT in float64: with the student's pieces
-    plugged in, every parameter's gradient must equal the library model's.
+    plugged in (``plug``, and/or the student's ``loss_fn`` in place of ``LanguageModelLoss``), every
+    parameter's gradient must equal the library model's.
 
-    Sharper than the training run, whose loss a wrong gradient in one layer may
-    barely move: a backward that is right alone but wrong inside a model (state
-    kept in a global, one layer's cache read by another) is named here, by the
-    first parameter whose gradient differs, counting back from the loss.
+    Sharper than the training run, which cannot see a gradient's scale (AdamW
+    divides each gradient by its own running RMS) and whose loss a wrong
+    gradient in one layer may barely move: a backward that is right alone but
+    wrong inside a model (state kept in a global, one layer's cache read by
+    another) is named here, by the first parameter whose gradient differs,
+    counting back from the loss.
     """
     tokenizer, ids = corpus_ids(settings)
     with backend.default_float("float64"):
         reference = new_model(tokenizer.vocab_size, settings)
         model = new_model(tokenizer.vocab_size, settings)
-        plug(model)
+        if plug is not None:
+            plug(model)
         batch = sample_windows(
             ids, settings.block_size, settings.batch_size, backend.Generator(settings.seed + 1)
         )
-        loss_fn = LanguageModelLoss()
-        for m in (reference, model):
+        for m, loss in ((reference, LanguageModelLoss()), (model, loss_fn or LanguageModelLoss())):
             m.zero_grad()
-            loss_fn(m(batch), batch).backward()
+            loss(m(batch), batch).backward()
         got, expected = dict(model.named_parameters()), dict(reference.named_parameters())
         names = list(expected)
         for name in reversed(names):  # from the loss back: the first wrong gradient the backward pass made
@@ -210,50 +232,50 @@ def compare_gradients(
                 atol=atol,
                 hint="every check of your backward passed alone, but inside the model it differs: look for state "
                 "kept between calls (a global cache, one layer's cache read by another: in a model every layer "
-                "runs forward before any runs backward)",
+                "runs forward before any runs backward), or for code that depends on the shape (the model's "
+                f"batch is (B, T) = ({settings.batch_size}, {settings.block_size}))",
             )
     return f"one backward pass in float64: the gradients of all {len(names)} parameters agree"
 
 
 # Plugging the student's code in --------------------------------------------------------------------
-def graph_op(
-    student: Student, forward: str, backward: str, label: str | None = None
-) -> Callable[..., Tensor]:
+def graph_op(student: Student, forward: str, backward: str) -> Callable[..., Tensor]:
     """The student's raw-array ``forward``/``backward`` pair as one autograd operation on Tensors.
 
-    ``op(*tensors, **options)`` calls ``forward(*arrays, **options) -> (out, cache)``;
-    when gradients flow back, ``backward(grad_out, cache)`` must return one
-    gradient per input tensor, each of that input's shape and dtype.
+    ``op(*inputs, **options)`` calls ``forward(*arrays, **options) -> (out, cache)``,
+    each Tensor input as its array and anything else (integer token ids) as it
+    is; when gradients flow back, ``backward(grad_out, cache)`` must return a
+    tuple with one gradient per Tensor input, each of that input's shape and dtype.
     """
-    label = label or forward
 
-    def apply(*inputs: Tensor, **options: Any) -> Tensor:
-        result = student.call(forward, *[t.data for t in inputs], **options)
-        if not (isinstance(result, tuple) and len(result) == 2):
-            raise CheckFailed(
-                f"{forward} should return (out, cache), got {type(result).__name__}",
-                "return the output and whatever your backward needs, as a pair",
-            )
-        out, cache = result
+    def apply(*inputs: Any, **options: Any) -> Tensor:
+        tensors = tuple(x for x in inputs if isinstance(x, Tensor))
+        out, cache = expect_tuple(
+            student.call(forward, *[x.data if isinstance(x, Tensor) else x for x in inputs], **options),
+            2,
+            forward,
+            "a pair (out, cache)",
+            "return the output and whatever your backward needs, as a pair",
+        )
         expect_array(out, f"the output of {forward} inside the model")
 
         def grads(g: Array) -> Sequence[Array]:
-            result = student.call(backward, g, cache)
-            if not isinstance(result, tuple | list) or len(result) != len(inputs):
-                raise CheckFailed(
-                    f"{backward} should return {len(inputs)} gradients (one per input of {forward}), "
-                    f"got {type(result).__name__}"
-                    + (f" of length {len(result)}" if isinstance(result, tuple | list) else ""),
-                )
-            for i, (grad, x) in enumerate(zip(result, inputs, strict=True)):
+            result = expect_tuple(
+                student.call(backward, g, cache),
+                len(tensors),
+                backward,
+                f"a tuple of {len(tensors)} gradient(s), one per float input of {forward}",
+                "mind the comma of a one-element tuple: (grad,)",
+            )
+            for i, (grad, x) in enumerate(zip(result, tensors, strict=True)):
                 expect_array(
                     grad, f"gradient {i} of {backward} inside the model", shape=x.shape, dtype=x.dtype
                 )
             return list(result)
 
-        return Tensor.from_op(out, tuple(inputs), grads)
+        return Tensor.from_op(out, tensors, grads)
 
-    apply.__name__ = label
+    apply.__name__ = forward
     return apply
 
 

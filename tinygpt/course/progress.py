@@ -17,13 +17,22 @@ from pathlib import Path
 from typing import Any
 
 from tinygpt.course.exercise import Exercise
+from tinygpt.course.sandbox import SUFFIXES
 from tinygpt.errors import TinyGPTError
 from tinygpt.files import parse_json, write_json_atomic
 
 FILENAME = ".tinygpt-course.json"
 FORMAT = "tinygpt-course-progress"
 VERSION = 1
-SUFFIXES = (".py", ".ipynb")
+
+
+def student_file(folder: Path, exercise: Exercise) -> Path | None:
+    """The student's file for ``exercise`` in ``folder``: ``NAME.py``, else ``NAME.ipynb``, else None."""
+    for suffix in SUFFIXES:
+        candidate = folder / f"{exercise.name}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 class ProgressError(TinyGPTError):
@@ -99,17 +108,9 @@ class Progress:
             return None
         return f"{self.problem}; progress is not being recorded: move the file away to start a fresh one"
 
-    def student_file(self, exercise: Exercise) -> Path | None:
-        """The student's file for ``exercise`` in this folder (``.py`` first, then ``.ipynb``), if any."""
-        for suffix in SUFFIXES:
-            candidate = self.folder / f"{exercise.name}{suffix}"
-            if candidate.is_file():
-                return candidate
-        return None
-
     def status(self, exercise: Exercise) -> Status:
         entry = self.entries.get(exercise.name, {})
-        path = self.student_file(exercise)
+        path = student_file(self.folder, exercise)
         started = _text(entry.get("started"))
         passed = _text(entry.get("passed"))
         state = "not started" if path is None and started is None else "started"

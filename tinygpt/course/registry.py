@@ -1,9 +1,8 @@
 """The exercises in teaching order: the one list every command reads.
 
-Adding an exercise needs no edit here when its name is already listed: each
-name is a package ``tinygpt/course/exercises/NAME/`` that defines ``EXERCISE``.
-A listed name whose package does not exist yet is skipped (it is being written);
-``tests/course/test_registry.py`` fails on a package that is not listed.
+Each name in ``ORDER`` is a package ``tinygpt/course/exercises/NAME/`` that
+defines ``EXERCISE``; ``tests/course/test_exercises.py`` fails on a listed name
+without a package and on a package that is not listed.
 """
 
 from __future__ import annotations
@@ -27,41 +26,28 @@ ORDER = (
     "generation",  # temperature, top-k; the KV cache as a stretch
 )
 
-_loaded: dict[str, Exercise | None] = {}
+_loaded: dict[str, Exercise] = {}
 
 
-def _load(name: str) -> Exercise | None:
+def _load(name: str) -> Exercise:
     if name not in _loaded:
         package = f"tinygpt.course.exercises.{name}"
-        try:
-            module = importlib.import_module(package)
-        except ModuleNotFoundError as exc:
-            if exc.name != package:
-                raise
-            _loaded[name] = None
-        else:
-            exercise = module.EXERCISE
-            if exercise.name != name:
-                raise RuntimeError(f"{package} defines EXERCISE named {exercise.name!r}; name it {name!r}")
-            _loaded[name] = exercise
+        exercise = importlib.import_module(package).EXERCISE
+        if exercise.name != name:
+            raise RuntimeError(f"{package} defines EXERCISE named {exercise.name!r}; name it {name!r}")
+        _loaded[name] = exercise
     return _loaded[name]
 
 
 def exercises() -> list[Exercise]:
-    """Every exercise that exists, in teaching order."""
-    return [e for e in (_load(name) for name in ORDER) if e is not None]
-
-
-def names() -> list[str]:
-    return [e.name for e in exercises()]
+    """Every exercise, in teaching order."""
+    return [_load(name) for name in ORDER]
 
 
 def get(name: str) -> Exercise:
     """The exercise called ``name``; an unknown name is a ``CourseError`` listing the others."""
-    exercise = _load(name) if name in ORDER else None
-    if exercise is None:
-        known = names()
-        close = difflib.get_close_matches(name, known, n=1)
+    if name not in ORDER:
+        close = difflib.get_close_matches(name, ORDER, n=1)
         maybe = f" (did you mean {close[0]!r}?)" if close else ""
-        raise CourseError(f"unknown exercise {name!r}{maybe}; the exercises are: {', '.join(known)}")
-    return exercise
+        raise CourseError(f"unknown exercise {name!r}{maybe}; the exercises are: {', '.join(ORDER)}")
+    return _load(name)

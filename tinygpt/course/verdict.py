@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 OUTPUT_SHOWN = 2000  # characters of the student's own prints shown under a failure
+LOADING = "loading your file"  # the title of step 0, before the first check
 
 
 @dataclass
@@ -95,6 +96,3 @@ class Verdict:
             "fix it and check again",
         ]
         return "\n".join(lines)
-
-
-LOADING = "loading your file"

@@ -15,6 +15,9 @@
 # **Why refuse unknown characters?** A model only knows the characters it was trained on. Silently
 # dropping or replacing an unseen one hides a data problem; an error that names the character
 # shows it at once.
+#
+# *Exercise 1 of 10.* The first step: text becomes the integer ids that every later exercise feeds
+# a model. Next, `positional_encoding`: where each token sits.
 
 # %% [markdown]
 # ## The Array API in four lines

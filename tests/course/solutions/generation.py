@@ -24,6 +24,10 @@
 # **Why a KV cache (the stretch part)?** Without one, every new token re-runs the model over the
 # whole context: O(T^2) work for T tokens. Causal attention means earlier positions never change,
 # so their keys and values can be kept: each new token then passes through the model alone.
+#
+# *Exercise 10 of 10, the last.* Builds on `gpt_model` (the logits of the last position) and
+# `positional_encoding` (the offset the KV cache needs). After it, `tinygpt train` and `tinygpt
+# sample` run the library's version of everything you wrote.
 
 # %%
 from typing import Any

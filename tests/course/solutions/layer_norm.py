@@ -26,6 +26,9 @@
 # `dL/dweight` and `dL/dbias`. The grader compares it with finite differences in float64 and with
 # tinygpt's own `functional.layer_norm`, then plugs your two functions into a real TinyGPT and
 # trains it on Shakespeare: it must learn exactly as fast as with the library's layer norm.
+#
+# *Exercise 5 of 10.* Builds on `multi_head_attention` (a forward and backward pair by hand: the
+# same convention here). Next, `transformer_block`: attention and an MLP, each behind a layer norm.
 
 # %%
 from typing import Any

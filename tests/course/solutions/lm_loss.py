@@ -31,7 +31,10 @@
 #
 # **The gradient** is the famous one: `dloss/dz = (softmax(z) - onehot(target)) / N` at each
 # scored position (and 0 at the last position, which the loss never reads), times the incoming
-# gradient `grad`. The grader compares it with finite differences and with the library's.
+# gradient `grad_out`. The grader compares it with finite differences and with the library's.
+#
+# *Exercise 8 of 10.* Builds on `gpt_model` (the logits `(B, T, V)` it scores). Next, `train_step`:
+# the loss's gradients turned into an update of every weight.
 
 # %%
 from typing import Any
@@ -74,23 +77,25 @@ def lm_loss_forward(logits: Array, tokens: Array) -> tuple[Array, Any]:
 # %% [markdown]
 # ## The backward pass
 #
-# `grad` is `dL/dloss`, a number (a 0-d array; 1 when the loss is what is minimised). Return
-# `dL/dlogits`, an array of logits' shape `(B, T, V)` and dtype: `(softmax - onehot) / N * grad`
-# at positions `0..T-2`, zeros at position `T-1`. Build the result without writing into an array
-# in place (JAX arrays cannot be written): compute the `(B, T-1, V)` part and join a zero slice
-# `(B, 1, V)` after it with `xp.concat(..., axis=1)`.
+# `grad_out` is `dL/dloss`, a number (a 0-d array; 1 when the loss is what is minimised). Return
+# `(grad_logits,)`: one gradient per float input of `lm_loss_forward` (the integer tokens have
+# none), as `layer_norm_backward` and `mha_backward` do. `grad_logits = dL/dlogits` has logits'
+# shape `(B, T, V)` and dtype: `(softmax - onehot) / N * grad_out` at positions `0..T-2`, zeros at
+# position `T-1`. Build it without writing into an array in place (JAX arrays cannot be written):
+# compute the `(B, T-1, V)` part and join a zero slice `(B, 1, V)` after it with
+# `xp.concat(..., axis=1)`.
 
 
 # %%
-def lm_loss_backward(grad: Array, cache: Any) -> Array:
-    """grad: dL/dloss (a 0-d array) -> dL/dlogits (B, T, V) of logits' dtype."""
+def lm_loss_backward(grad_out: Array, cache: Any) -> tuple[Array]:
+    """grad_out: dL/dloss (a 0-d array) -> (grad_logits (B, T, V) of logits' dtype,)."""
     b = backend.current()
     xp = b.xp
     probs, targets, (batch, t, v) = cache
     onehot = xp.astype(targets[:, None] == xp.arange(v, dtype=targets.dtype, device=b.device), probs.dtype)
-    scored = xp.reshape((probs - onehot) * (grad / probs.shape[0]), (batch, t - 1, v))
+    scored = xp.reshape((probs - onehot) * (grad_out / probs.shape[0]), (batch, t - 1, v))
     last = xp.zeros((batch, 1, v), dtype=probs.dtype, device=b.device)  # the last position is not scored
-    return xp.concat([scored, last], axis=1)
+    return (xp.concat([scored, last], axis=1),)
 
 
 # %% [markdown]
@@ -107,5 +112,7 @@ if __name__ == "__main__":
     tokens = backend.Generator(0).integers(0, 7, (2, 5))
     loss, cache = lm_loss_forward(logits, tokens)
     print(float(loss), math.log(7))  # equal: a uniform guess over 7 tokens costs ln 7
-    dlogits = lm_loss_backward(b.xp.asarray(1.0, dtype=b.float_dtype, device=b.device), cache)
-    print(dlogits.shape, float(b.xp.sum(dlogits)))  # (2, 5, 7), 0: each row of softmax - onehot sums to 0
+    (grad_logits,) = lm_loss_backward(b.xp.asarray(1.0, dtype=b.float_dtype, device=b.device), cache)
+    print(
+        grad_logits.shape, float(b.xp.sum(grad_logits))
+    )  # (2, 5, 7), 0: each row of softmax - onehot sums to 0

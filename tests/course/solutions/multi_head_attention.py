@@ -27,6 +27,9 @@
 # graph small and the memory low. You write the same. Then the grader checks it against finite
 # differences in float64 and against the library's backward, and plugs your two functions into a
 # real TinyGPT that must train on Shakespeare exactly like the library's.
+#
+# *Exercise 4 of 10.* Builds on `self_attention` (the mask, the softmax, one head). Next,
+# `layer_norm`: the other piece a transformer block is made of.
 
 # %%
 import math

@@ -17,7 +17,6 @@ from tinygpt import functional as F
 from tinygpt.course import checks as C
 from tinygpt.course.errors import CheckFailed
 from tinygpt.course.exercise import Exercise
-from tinygpt.course.exercises.transformer_block import load_state, make_module, random_state
 from tinygpt.course.milestone import train_and_compare
 from tinygpt.course.student import Student
 from tinygpt.layers import Module, Parameter
@@ -82,46 +81,42 @@ def _ids(shape: tuple[int, int], seed: int) -> Array:
 
 def _same_parameters(student: Student, model: Module, reference: TinyGPT) -> None:
     """The student's model has exactly TinyGPT's parameter names and shapes."""
-    params = student.invoke("GPTModel.named_parameters", lambda: list(model.named_parameters()))
-    mine = {name: tuple(p.shape) for name, p in params}
-    want = {name: tuple(p.shape) for name, p in reference.named_parameters()}
-    missing = [n for n in want if n not in mine]
-    unexpected = [n for n in mine if n not in want]
-    if missing or unexpected:
-        hint = NAMES_HINT
+
+    def hint(missing: list[str], unexpected: list[str]) -> str:
         if any(not n.startswith(("wte.", "wpe.", "blocks.", "ln_f.")) for n in unexpected):
-            hint = TIED
-        elif any(n.startswith("blocks.") for n in missing) and not any(
+            return TIED
+        if any(n.startswith("blocks.") for n in missing) and not any(
             n.startswith("blocks.") for n in unexpected
         ):
-            hint = (
+            return (
                 f"the model has n_layer = {reference.config.n_layer} blocks, each its own: self.blocks = "
                 "[TransformerBlock(c.n_embd, c.n_head, rng=rng) for _ in range(c.n_layer)]"
             )
-        raise CheckFailed(
-            f"your GPTModel's parameters are not TinyGPT's: missing {missing[:6] or 'none'}, "
-            f"unexpected {unexpected[:6] or 'none'}",
-            hint,
-        )
-    for name, shape in want.items():
-        if mine[name] != shape:
-            raise CheckFailed(
-                f"GPTModel's {name} should have shape {shape}, got {mine[name]}",
-                "wpe is a table of block_size position vectors: Embedding(c.block_size, c.n_embd)"
-                if name.startswith("wpe.")
-                else NAMES_HINT,
-            )
+        return NAMES_HINT
+
+    C.expect_parameters(
+        student,
+        model,
+        reference,
+        "GPTModel",
+        hint=hint,
+        shape_hint=lambda name: (
+            "wpe is a table of block_size position vectors: Embedding(c.block_size, c.n_embd)"
+            if name.startswith("wpe.")
+            else NAMES_HINT
+        ),
+    )
 
 
 def _pair(student: Student, seed: int, **changes: Any) -> tuple[Module, TinyGPT]:
     """The student's model and TinyGPT with the same random weights (the current float dtype)."""
     config = _config(**changes)
     reference = TinyGPT(config, rng=backend.Generator(seed))
-    model = make_module(student, "GPTModel", config)
+    model = C.make_module(student, "GPTModel", config)
     _same_parameters(student, model, reference)
-    state = random_state(reference, seed)
-    load_state(reference, state)
-    load_state(model, state)
+    state = C.random_state(reference, seed)
+    C.load_state(reference, state)
+    C.load_state(model, state)
     return model, reference
 
 
@@ -172,23 +167,15 @@ def _assemblies(ref: TinyGPT, ids: Array) -> dict[str, Array]:
     return wrong
 
 
-def _compare(got: Array, want: Array, what: str, mistakes: Any, **options: Any) -> None:
-    """C.compare, with the known mistakes (``mistakes()``) recomputed only on a failure."""
-    try:
-        C.compare(got, want, what, **options)
-    except CheckFailed:
-        C.compare(got, want, what, mistakes=mistakes(), **options)
-
-
 def _logits_match(student: Student, model: Module, reference: TinyGPT, ids: Array, what: str) -> None:
     with no_grad():
         want = reference(ids).data
         got = _forward(student, model, ids).data
-    _compare(
+    C.compare(
         got,
         want,
         what,
-        lambda: _assemblies(reference, ids),
+        mistakes=lambda: _assemblies(reference, ids),
         rtol=1e-7,
         atol=1e-9,
         hint="self.wte(ids) + self.wpe(0..T-1), every block in order, self.ln_f, then x @ self.wte.weight.T "
@@ -215,10 +202,12 @@ def _path_gradients(ref: TinyGPT, ids: Array, g: Array) -> dict[str, Array]:
 
 
 # The checks -------------------------------------------------------------------------------------
-@EXERCISE.check("TinyGPT's parameter names and shapes (no head weight); logits (B, T, V)", kind="shape")
+@EXERCISE.check(
+    "GPTModel has TinyGPT's parameter names and shapes (no head weight); logits (B, T, V)", kind="shape"
+)
 def shapes(student: Student) -> None:
     config = _config()
-    model = make_module(student, "GPTModel", config)
+    model = C.make_module(student, "GPTModel", config)
     _same_parameters(student, model, TinyGPT(config, rng=backend.Generator(0)))
     out = _forward(student, model, _ids((B, T), seed=1))
     C.expect_array(
@@ -230,14 +219,14 @@ def shapes(student: Student) -> None:
     )
 
 
-@EXERCISE.check("logits match TinyGPT's with the same weights (float64)")
+@EXERCISE.check("GPTModel's logits match TinyGPT's with the same weights (float64)")
 def values(student: Student) -> None:
     with C.float64():
         model, reference = _pair(student, seed=10)
         _logits_match(student, model, reference, _ids((B, T), seed=11), f"logits for ids ({B}, {T})")
 
 
-@EXERCISE.check("edge cases: T = 1; T = block_size; one sequence", kind="edge")
+@EXERCISE.check("GPTModel edge cases: T = 1; T = block_size; one sequence", kind="edge")
 def edge_cases(student: Student) -> None:
     block = CONFIG["block_size"]
     with C.float64():
@@ -253,41 +242,42 @@ def edge_cases(student: Student) -> None:
                 hint=f"a prompt of exactly block_size = {block} tokens fits: positions 0 .. {block - 1} "
                 f"(xp.arange(T)); refuse only T > block_size",
             ).data
-        _compare(
+        C.compare(
             got,
             want,
             f"logits for one sequence of block_size = {block} tokens",
-            lambda: _assemblies(reference, ids),
+            mistakes=lambda: _assemblies(reference, ids),
             rtol=1e-7,
             atol=1e-9,
         )
 
 
-@EXERCISE.check("a prompt longer than block_size is refused with a clear ValueError", kind="edge")
+@EXERCISE.check("GPTModel refuses a prompt longer than block_size with a ValueError", kind="edge")
 def too_long(student: Student) -> None:
     block = CONFIG["block_size"]
-    model = make_module(student, "GPTModel", _config())
+    model = C.make_module(student, "GPTModel", _config())
     ids = _ids((1, block + 1), seed=30)
     refuse = (
         "check first: if T > self.config.block_size: raise ValueError(f'{T} tokens exceed "
         "block_size={self.config.block_size}; crop the prompt to its last block_size tokens')"
     )
-    exc = student.raises(f"GPTModel.forward(ids (1, {block + 1}))", model, ids)
-    if exc is None:
-        raise CheckFailed(
-            f"GPTModel.forward returned logits for a prompt of {block + 1} tokens, but block_size is {block}: "
-            "there is no position vector for that many",
-            refuse,
-        )
-    if not isinstance(exc, ValueError) or "block" not in str(exc).lower():
-        raise CheckFailed(
-            f"for a prompt of {block + 1} tokens (block_size {block}), GPTModel.forward raised "
-            f"{type(exc).__name__}: {str(exc)[:160]}; the error should be a ValueError that names block_size",
-            refuse,
-        )
+    label = f"GPTModel.forward(ids (1, {block + 1}))"
+    exc = C.expect_raises(
+        student,
+        label,
+        model,
+        ids,
+        why=f"block_size is {block}: there is no position vector for {block + 1} tokens",
+        hint=refuse,
+    )
+    C.expect(
+        "block" in str(exc).lower(),
+        f"{label} raised ValueError({str(exc)[:160]!r}), which does not name block_size",
+        refuse,
+    )
 
 
-@EXERCISE.check("properties: causal; the head reads the token table (tied weights)", kind="property")
+@EXERCISE.check("GPTModel is causal, and its head reads the token table (tied weights)", kind="property")
 def properties(student: Student) -> None:
     with C.float64():
         model, reference = _pair(student, seed=40)
@@ -303,8 +293,8 @@ def properties(student: Student) -> None:
             state = reference.state_dict()
             state["wte.weight"] = state["wte.weight"].copy()
             state["wte.weight"][ABSENT] += 1.0
-            load_state(model, state)
-            load_state(reference, state)
+            C.load_state(model, state)
+            C.load_state(reference, state)
             after = _forward(student, model, ids).data
             moved = abs(C.host(after)[..., ABSENT] - before[..., ABSENT]).max()
             C.expect(
@@ -323,13 +313,15 @@ def properties(student: Student) -> None:
             )
 
 
-@EXERCISE.check("gradients: the token table's gradient matches finite differences (float64)", kind="gradient")
+@EXERCISE.check(
+    "GPTModel's gradient of the token table matches finite differences (float64)", kind="gradient"
+)
 def finite_differences(student: Student) -> None:
     with C.float64():
         model, reference = _pair(student, seed=50)
         ids = _ids((B, T), seed=51)
         g = C.random_array((B, T, CONFIG["vocab_size"]), seed=52)
-        params = dict(student.invoke("GPTModel.named_parameters", lambda: list(model.named_parameters())))
+        params = C.parameters(student, model, "GPTModel")
         wte = params["wte.weight"]
         out = _forward(student, model, ids)
         C.expect(
@@ -356,13 +348,13 @@ def finite_differences(student: Student) -> None:
                 ["the gradient of wte.weight"],
                 samples=8,
                 hint=GRAPH,
-                mistakes={h: [grad] for h, grad in _path_gradients(reference, ids, g).items()},
+                mistakes=lambda: {h: [grad] for h, grad in _path_gradients(reference, ids, g).items()},
             )
         finally:
             wte.data = table
 
 
-@EXERCISE.check("gradients: every parameter's gradient is TinyGPT's (wte gets both paths)", kind="gradient")
+@EXERCISE.check("GPTModel's parameter gradients are TinyGPT's (wte gets both paths)", kind="gradient")
 def parameter_gradients(student: Student) -> None:
     with C.float64():
         model, reference = _pair(student, seed=60)
@@ -372,7 +364,7 @@ def parameter_gradients(student: Student) -> None:
         C.expect(out.requires_grad, "GPTModel's logits do not require grad", GRAPH)
         student.invoke("backward through your GPTModel", out.backward, g)
         reference(ids).backward(g)
-        params = dict(student.invoke("GPTModel.named_parameters", lambda: list(model.named_parameters())))
+        params = C.parameters(student, model, "GPTModel")
         for name, p in reference.named_parameters():
             got = params[name].grad_data
             if got is None:
@@ -382,11 +374,11 @@ def parameter_gradients(student: Student) -> None:
                 )
             want = p.grad_data
             if name == "wte.weight":
-                _compare(
+                C.compare(
                     got,
                     want,
                     "the gradient of wte.weight (the lookup's plus the head's)",
-                    lambda: _path_gradients(reference, ids, g),
+                    mistakes=lambda: _path_gradients(reference, ids, g),
                     rtol=1e-7,
                     atol=1e-9,
                     hint=TIED,
@@ -395,10 +387,10 @@ def parameter_gradients(student: Student) -> None:
                 C.compare(got, want, f"the gradient of {name}", rtol=1e-7, atol=1e-9, hint=GRAPH)
 
 
-@EXERCISE.check("trained beside the library's TinyGPT on Shakespeare, it learns the same", kind="milestone")
+@EXERCISE.check("milestone: your GPTModel trains on Shakespeare like the library's TinyGPT", kind="milestone")
 def milestone(student: Student) -> str:
     def plug(model: TinyGPT) -> None:
-        mine = make_module(student, "GPTModel", model.config)
+        mine = C.make_module(student, "GPTModel", model.config)
         _same_parameters(student, mine, model)
         for name, p in model.named_parameters():
             _set_parameter(mine, name, p)  # the optimizer trains TinyGPT's Parameters: now also the student's

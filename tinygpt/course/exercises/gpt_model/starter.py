@@ -28,6 +28,9 @@
 #
 # The grader copies the same weights into your model and the library's `TinyGPT`, compares the
 # logits and every gradient, then trains your model beside the library's on Shakespeare.
+#
+# *Exercise 7 of 10.* Builds on `transformer_block` (the blocks it stacks) and
+# `positional_encoding` (learned positions, this time). Next, `lm_loss`: how its logits are scored.
 
 # %%
 from typing import Any

@@ -7,6 +7,7 @@ would produce and matching the student's result against it.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from tinygpt import backend
@@ -39,12 +40,7 @@ LEADING_AXES = "grad_weight and grad_bias sum over every leading axis: the same 
 
 def _library(x: Array, weight: Array, bias: Array, eps: float = EPS, grad: Array | None = None) -> Any:
     """tinygpt's layer norm: the output, or (output, dx, dweight, dbias) when ``grad`` is given."""
-    tensors = [Tensor.wrap(a, requires_grad=grad is not None) for a in (x, weight, bias)]
-    out = F.layer_norm(tensors[0], tensors[1], tensors[2], eps=eps)
-    if grad is None:
-        return out.data
-    out.backward(grad)
-    return (out.data, *(t.grad_data for t in tensors))
+    return C.library_call(functools.partial(F.layer_norm, eps=eps), x, weight, bias, grad=grad)
 
 
 def _mistakes(x: Array, weight: Array, bias: Array, eps: float = EPS) -> dict[str, Array]:
@@ -81,33 +77,34 @@ def _forward(
     student: Student, x: Array, weight: Array, bias: Array, eps: float | None = None
 ) -> tuple[Array, Any]:
     args = (x, weight, bias) if eps is None else (x, weight, bias, eps)
-    result = student.call("layer_norm_forward", *args)
-    C.expect(
-        isinstance(result, tuple) and len(result) == 2,
-        f"layer_norm_forward should return a pair (out, cache), got {type(result).__name__}",
+    out, cache = C.expect_tuple(
+        student.call("layer_norm_forward", *args),
+        2,
+        "layer_norm_forward",
+        "a pair (out, cache)",
         "return out, cache  (cache: what the backward pass needs, e.g. a tuple of arrays)",
     )
-    return result
+    return out, cache
 
 
 def _backward(student: Student, grad: Array, cache: Any) -> tuple[Array, Array, Array]:
-    result = student.call("layer_norm_backward", grad, cache)
-    C.expect(
-        isinstance(result, tuple | list) and len(result) == 3,
-        f"layer_norm_backward should return (grad_x, grad_weight, grad_bias), got {type(result).__name__}"
-        + (f" of length {len(result)}" if isinstance(result, tuple | list) else ""),
+    grad_x, grad_weight, grad_bias = C.expect_tuple(
+        student.call("layer_norm_backward", grad, cache),
+        3,
+        "layer_norm_backward",
+        "(grad_x, grad_weight, grad_bias), one gradient per input",
     )
-    return result[0], result[1], result[2]
+    return grad_x, grad_weight, grad_bias
 
 
-@EXERCISE.check("returns (out, cache) with out of x's shape and dtype", kind="shape")
+@EXERCISE.check("layer_norm_forward returns (out, cache), out of x's shape and dtype", kind="shape")
 def shapes(student: Student) -> None:
     x, weight, bias = _inputs((2, 3, 8))
     out, _ = _forward(student, x, weight, bias)
     C.expect_array(out, "out of layer_norm_forward(x (2, 3, 8) float32, ...)", shape=x.shape, dtype=x.dtype)
 
 
-@EXERCISE.check("forward matches functional.layer_norm on random float64 input")
+@EXERCISE.check("layer_norm_forward matches functional.layer_norm (float64)")
 def values(student: Student) -> None:
     with C.float64():
         x, weight, bias = _inputs((2, 5, 16), seed=1)
@@ -123,7 +120,9 @@ def values(student: Student) -> None:
         )
 
 
-@EXERCISE.check("edge cases: 2-D and 4-D input, C = 1, constant rows, the eps argument", kind="edge")
+@EXERCISE.check(
+    "layer_norm_forward edge cases: 2-D and 4-D input, C = 1, constant rows, the eps argument", kind="edge"
+)
 def edge_cases(student: Student) -> None:
     xp = backend.current().xp
     with C.float64():
@@ -186,7 +185,8 @@ def edge_cases(student: Student) -> None:
 
 
 @EXERCISE.check(
-    "properties: each row has mean 0 and variance 1; shifting or scaling x changes nothing", kind="property"
+    "layer_norm_forward: each row has mean 0 and variance 1; shifting or scaling x changes nothing",
+    kind="property",
 )
 def properties(student: Student) -> None:
     b = backend.current()
@@ -217,7 +217,10 @@ def properties(student: Student) -> None:
         C.compare(moved, out, "out for 3 * x + 7 (should equal out for x)", 1e-6, 1e-8, hint=WRONG_AXIS)
 
 
-@EXERCISE.check("backward returns gradients of the inputs' shapes and dtypes", kind="shape")
+@EXERCISE.check(
+    "layer_norm_backward returns (grad_x, grad_weight, grad_bias) of the inputs' shapes and dtypes",
+    kind="shape",
+)
 def gradient_shapes(student: Student) -> None:
     x, weight, bias = _inputs((2, 3, 8), seed=10)
     _, cache = _forward(student, x, weight, bias)
@@ -266,7 +269,9 @@ def _gradient_mistakes(x: Array, weight: Array, grad: Array, dw: Array, db: Arra
     }
 
 
-@EXERCISE.check("backward matches finite differences (float64)", kind="gradient")
+@EXERCISE.check(
+    "layer_norm_backward matches finite differences and the library's backward (float64)", kind="gradient"
+)
 def finite_differences(student: Student) -> None:
     xp = backend.current().xp
     with C.float64():
@@ -287,7 +292,9 @@ def finite_differences(student: Student) -> None:
             C.compare(got, want, f"{name} (all elements, vs functional.layer_norm's backward)", 1e-7, 1e-9)
 
 
-@EXERCISE.check("in a TinyGPT, trains on Shakespeare like the library's LayerNorm", kind="milestone")
+@EXERCISE.check(
+    "milestone: a TinyGPT with your layer norm trains on Shakespeare like the library's", kind="milestone"
+)
 def milestone(student: Student) -> str:
     op = graph_op(student, "layer_norm_forward", "layer_norm_backward")
     return train_and_compare(

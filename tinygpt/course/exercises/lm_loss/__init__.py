@@ -15,13 +15,10 @@ from typing import Any
 from tinygpt import backend
 from tinygpt import functional as F
 from tinygpt.course import checks as C
-from tinygpt.course.errors import CheckFailed
 from tinygpt.course.exercise import Exercise
-from tinygpt.course.milestone import Milestone, StepFn, train_and_compare
+from tinygpt.course.milestone import graph_op, train_and_compare
 from tinygpt.course.student import Student
 from tinygpt.losses import LanguageModelLoss
-from tinygpt.models import TinyGPT
-from tinygpt.optim import AdamW, clip_scale
 from tinygpt.tensor import Tensor
 
 EXERCISE = Exercise(
@@ -62,20 +59,15 @@ GRAD_NOT_DIVIDED = "divide the gradient by N = B * (T - 1), the number of predic
 GRAD_COUNT_BT = "divide the gradient by N = B * (T - 1) (the scored predictions), not by B * T"
 GRAD_NO_ONEHOT = "the gradient is softmax - onehot(target): subtract 1 at each row's target"
 GRAD_SIGN = "the gradient is softmax - onehot (not onehot - softmax): raising a wrong logit raises the loss"
-GRAD_NO_SCALE = "multiply by grad, the incoming dL/dloss (1 in training, but not always)"
+GRAD_NO_SCALE = "multiply by grad_out, the incoming dL/dloss (1 in training, but not always)"
 GRAD_FIRST_ZERO = "the scored positions are 0 .. T-2: their gradients come first and the zero slice goes last"
 GRAD_LAST = "the last position's logits are never scored: its gradient is 0 (join a zero slice (B, 1, V) after the rest)"
 
 
 # The library's loss, and what each mistake would give -----------------------------------------------
 def _library(logits: Array, tokens: Array, grad: Array | None = None) -> Any:
-    """LanguageModelLoss's value, or (value, dlogits) when ``grad`` is given."""
-    z = Tensor.wrap(logits, requires_grad=grad is not None)
-    loss = LanguageModelLoss()(z, tokens)
-    if grad is None:
-        return loss.data
-    loss.backward(grad)
-    return loss.data, z.grad_data
+    """LanguageModelLoss's value, or (value, grad_logits) when ``grad`` is given."""
+    return C.library_call(lambda z: LanguageModelLoss()(z, tokens), logits, grad=grad)
 
 
 def _ce(logits: Array, targets: Array) -> Array:
@@ -138,13 +130,13 @@ def _scalar(value: float) -> Array:
 
 
 def _forward(student: Student, logits: Array, tokens: Array) -> tuple[Array, Any]:
-    result = student.call("lm_loss_forward", logits, tokens)
-    C.expect(
-        isinstance(result, tuple) and len(result) == 2,
-        f"lm_loss_forward should return a pair (loss, cache), got {type(result).__name__}",
+    loss, cache = C.expect_tuple(
+        student.call("lm_loss_forward", logits, tokens),
+        2,
+        "lm_loss_forward",
+        "a pair (loss, cache)",
         "return loss, cache  (cache: what the backward pass needs, e.g. the softmax and the targets)",
     )
-    loss = result[0]
     C.expect_array(
         loss,
         f"the loss of lm_loss_forward(logits {tuple(logits.shape)}, tokens)",
@@ -152,43 +144,48 @@ def _forward(student: Student, logits: Array, tokens: Array) -> tuple[Array, Any
         dtype=logits.dtype,
         hint="the mean over every prediction is one number: xp.mean(...) gives a 0-d array of logits' dtype",
     )
-    return loss, result[1]
+    return loss, cache
 
 
-def _backward(student: Student, grad: Array, cache: Any, logits: Array) -> Array:
-    out = student.call("lm_loss_backward", grad, cache)
+def _backward(student: Student, grad_out: Array, cache: Any, logits: Array) -> Array:
+    (grad_logits,) = C.expect_tuple(
+        student.call("lm_loss_backward", grad_out, cache),
+        1,
+        "lm_loss_backward",
+        "a tuple (grad_logits,)",
+        "return (grad_logits,): one gradient per float input of lm_loss_forward (mind the comma)",
+    )
     C.expect_array(
-        out,
-        f"lm_loss_backward's dlogits (logits {tuple(logits.shape)} {C.dtype_name(logits.dtype)})",
+        grad_logits,
+        f"grad_logits of lm_loss_backward (logits {tuple(logits.shape)} {C.dtype_name(logits.dtype)})",
         shape=tuple(logits.shape),
         dtype=logits.dtype,
         hint="one gradient per logit: (B, T, V), zeros at the last position " + GRAD_LAST,
     )
-    return out
+    return grad_logits
 
 
 def _compare_loss(got: Array, logits: Array, tokens: Array, what: str, hint: str) -> None:
     """The loss equals the library's; a value that matches a known mistake's is told that mistake."""
-    want = float(C.host(_library(logits, tokens)))
-    try:
-        C.compare_number(got, want, what, rtol=1e-9, atol=1e-12, hint=hint)
-    except CheckFailed as exc:
-        value = float(C.host(got))
-        for mistake, wrong in _loss_mistakes(logits, tokens).items():
-            if math.isfinite(value) and abs(value - float(C.host(wrong))) <= 1e-9 * max(1.0, abs(value)):
-                exc.hint = mistake
-                break
-        raise
+    C.compare(
+        got,
+        _library(logits, tokens),
+        what,
+        rtol=1e-9,
+        atol=1e-12,
+        hint=hint,
+        mistakes=lambda: _loss_mistakes(logits, tokens),
+    )
 
 
 # The checks ------------------------------------------------------------------------------------------------
-@EXERCISE.check("forward returns (loss, cache): the loss a 0-d array of logits' dtype", kind="shape")
+@EXERCISE.check("lm_loss_forward returns (loss, cache): the loss a 0-d array of logits' dtype", kind="shape")
 def shapes(student: Student) -> None:
     logits, tokens = _inputs((B, T, V), seed=0)
     _forward(student, logits, tokens)
 
 
-@EXERCISE.check("the loss matches LanguageModelLoss on random float64 logits")
+@EXERCISE.check("lm_loss_forward matches LanguageModelLoss on random float64 logits")
 def values(student: Student) -> None:
     with C.float64():
         logits, tokens = _inputs((B, T, V), seed=1)
@@ -202,7 +199,7 @@ def values(student: Student) -> None:
         )
 
 
-@EXERCISE.check("edge cases: T = 2, V = 1, one sequence; T = 1 is refused", kind="edge")
+@EXERCISE.check("lm_loss_forward edge cases: T = 2, V = 1, one sequence; T = 1 is refused", kind="edge")
 def edge_cases(student: Student) -> None:
     with C.float64():
         for shape, what in (((3, 2, V), "T = 2 (one prediction per row)"), ((1, T, V), "one sequence")):
@@ -220,19 +217,20 @@ def edge_cases(student: Student) -> None:
             hint="log p = z - logsumexp(z) is exactly 0 for one entry; no division by zero on the way",
         )
     logits, tokens = _inputs((B, 1, V), seed=4)
-    exc = student.raises(
-        "lm_loss_forward(logits (2, 1, 11), tokens (2, 1))", student.get("lm_loss_forward"), logits, tokens
-    )
-    C.expect(
-        isinstance(exc, ValueError),
-        "lm_loss_forward with T = 1 "
-        + ("returned a result" if exc is None else f"raised {type(exc).__name__}: {str(exc)[:120]}")
-        + "; a window of one token has no next token to predict, so refuse it with a ValueError",
-        "if T < 2: raise ValueError(...) naming the problem (the mean of no predictions would be nan)",
+    C.expect_raises(
+        student,
+        "lm_loss_forward(logits (2, 1, 11), tokens (2, 1))",
+        student.get("lm_loss_forward"),
+        logits,
+        tokens,
+        why="a window of one token (T = 1) has no next token to predict",
+        hint="if T < 2: raise ValueError(...) naming the problem (the mean of no predictions would be nan)",
     )
 
 
-@EXERCISE.check("edge cases: logits of 1000 (exp overflows) and 1000 apart (log of 0)", kind="edge")
+@EXERCISE.check(
+    "lm_loss_forward edge cases: logits of 1000 (exp overflows) and 1000 apart (log of 0)", kind="edge"
+)
 def large_logits(student: Student) -> None:
     with C.float64():
         logits, tokens = _inputs((B, T, V), seed=5)
@@ -250,7 +248,7 @@ def large_logits(student: Student) -> None:
 
 
 @EXERCISE.check(
-    "properties: uniform logits cost ln V; the last position's logits and the first token do not count",
+    "lm_loss_forward: uniform logits cost ln V; the last position's logits and the first token do not count",
     kind="property",
 )
 def properties(student: Student) -> None:
@@ -284,7 +282,9 @@ def properties(student: Student) -> None:
         )
 
 
-@EXERCISE.check("backward: dlogits of logits' shape and dtype, 0 at the last position", kind="shape")
+@EXERCISE.check(
+    "lm_loss_backward returns (grad_logits,) of logits' shape and dtype, 0 at the last position", kind="shape"
+)
 def gradient_shapes(student: Student) -> None:
     logits, tokens = _inputs((B, T, V), seed=8)
     _, cache = _forward(student, logits, tokens)
@@ -292,12 +292,14 @@ def gradient_shapes(student: Student) -> None:
     last = abs(C.host(grad)[:, -1, :]).max()
     C.expect(
         last == 0,
-        f"dlogits[:, -1] should be 0 (the last position is not scored), got values up to {last:.3g}",
+        f"grad_logits[:, -1] should be 0 (the last position is not scored), got values up to {last:.3g}",
         GRAD_LAST,
     )
 
 
-@EXERCISE.check("backward matches finite differences and the library's backward (float64)", kind="gradient")
+@EXERCISE.check(
+    "lm_loss_backward matches finite differences and the library's backward (float64)", kind="gradient"
+)
 def finite_differences(student: Student) -> None:
     with C.float64():
         logits, tokens = _inputs((B, T, V), seed=9)
@@ -307,15 +309,15 @@ def finite_differences(student: Student) -> None:
             lambda z: _library(z, tokens),
             [logits],
             [grad],
-            ["dlogits"],
+            ["grad_logits"],
             samples=16,
-            hint="dlogits = (softmax(z) - onehot(target)) / N at positions 0 .. T-2, 0 at T-1",
+            hint="grad_logits = (softmax(z) - onehot(target)) / N at positions 0 .. T-2, 0 at T-1",
             mistakes={h: [g] for h, g in _grad_mistakes(logits, tokens, 1.0).items()},
         )
         C.compare(
             grad,
             _library(logits, tokens, _scalar(1.0))[1],
-            "dlogits (all elements, vs the library's backward)",
+            "grad_logits (all elements, vs the library's backward)",
             1e-9,
             1e-12,
         )
@@ -324,7 +326,7 @@ def finite_differences(student: Student) -> None:
         C.compare(
             scaled,
             _library(logits, tokens, _scalar(2.5))[1],
-            "dlogits for grad = 2.5 (dL/dloss: the loss scaled by 2.5 upstream)",
+            "grad_logits for grad_out = 2.5 (dL/dloss: the loss scaled by 2.5 upstream)",
             1e-9,
             1e-12,
             hint=GRAD_NO_SCALE,
@@ -332,7 +334,9 @@ def finite_differences(student: Student) -> None:
         )
 
 
-@EXERCISE.check("backward at logits of 1000 and 1000 apart: finite, and the library's", kind="gradient")
+@EXERCISE.check(
+    "lm_loss_backward at logits of 1000 and 1000 apart: finite, and the library's", kind="gradient"
+)
 def large_logit_gradients(student: Student) -> None:
     with C.float64():
         logits, tokens = _inputs((B, T, V), seed=10)
@@ -341,7 +345,7 @@ def large_logit_gradients(student: Student) -> None:
             C.compare(
                 _backward(student, _scalar(1.0), cache, z),
                 _library(z, tokens, _scalar(1.0))[1],
-                f"dlogits for {what}",
+                f"grad_logits for {what}",
                 rtol=1e-7,
                 atol=1e-12,
                 hint=OVERFLOW + "; the backward's softmax too",
@@ -349,36 +353,9 @@ def large_logit_gradients(student: Student) -> None:
             )
 
 
-@EXERCISE.check("in a real training run of TinyGPT, trains like LanguageModelLoss", kind="milestone")
+@EXERCISE.check(
+    "milestone: a TinyGPT with your loss trains on Shakespeare like the library's", kind="milestone"
+)
 def milestone(student: Student) -> str:
-    def make_step(model: TinyGPT, settings: Milestone) -> StepFn:
-        # milestone.library_step, with the student's loss in place of LanguageModelLoss.
-        optimizer = AdamW(
-            model.decay_groups(settings.weight_decay), lr=settings.lr, weight_decay=settings.weight_decay
-        )
-
-        def step(ids: Array) -> float:
-            optimizer.zero_grad()
-            loss = _graph_loss(student, model(ids), ids)
-            loss.backward()
-            _, scale = clip_scale(optimizer.parameters, settings.grad_clip)
-            optimizer.step(grad_scale=scale)
-            return float(loss.item())
-
-        return step
-
-    return train_and_compare(make_step=make_step, what="your loss")
-
-
-def _graph_loss(student: Student, logits: Tensor, tokens: Array) -> Tensor:
-    """The student's forward and backward as one autograd node: logits (B, T, V) -> the loss."""
-    loss, cache = _forward(student, logits.data, tokens)
-
-    def backward(g: Array) -> tuple[Array]:
-        grad = student.call("lm_loss_backward", g, cache)
-        C.expect_array(
-            grad, "lm_loss_backward's dlogits inside the model", shape=logits.shape, dtype=logits.dtype
-        )
-        return (grad,)
-
-    return Tensor.from_op(loss, (logits,), backward)
+    op = graph_op(student, "lm_loss_forward", "lm_loss_backward")
+    return train_and_compare(loss_fn=op, what="your loss")

@@ -30,6 +30,9 @@
 # Then you add the table to token embeddings `x (B, T, C)`. With an `offset`: when a model
 # generates with a KV cache (the last exercise), it feeds only the *new* token, which sits at
 # position `offset` (the number of tokens before it), not at position 0.
+#
+# *Exercise 2 of 10.* Builds on `char_tokenizer` (the ids whose embeddings get a position each).
+# Next, `self_attention`: the order-blind average that needs them.
 
 # %%
 from typing import Any

@@ -86,24 +86,13 @@ def _weights(q: Array, k: Array) -> Array:
 
 
 def _softmax(z: Array, axis: int = -1) -> Array:
-    """A stable softmax over ``axis`` (to compute what a mistake would give)."""
-    xp = backend.current().xp
-    e = xp.exp(z - xp.max(z, axis=axis, keepdims=True))
-    return e / xp.sum(e, axis=axis, keepdims=True)
+    """The library's softmax over ``axis`` of a raw array (what a mistake would give)."""
+    return F.softmax(Tensor.wrap(z), axis=axis).data
 
 
-def _tril(t: int, k: int = 0) -> Array:
-    """(T, T) booleans: True where j <= i + k."""
-    b = backend.current()
-    rows = b.xp.arange(t, device=b.device)[:, None]
-    cols = b.xp.arange(t, device=b.device)[None, :]
-    return cols <= rows + k
-
-
-def _additive(allowed: Array) -> Array:
-    b = backend.current()
-    zeros = b.xp.zeros(allowed.shape, dtype=b.float_dtype, device=b.device)
-    return b.xp.where(allowed, zeros, zeros - math.inf)
+def _allowed(t: int) -> Array:
+    """(T, T) booleans: True where query i may see key j (j <= i)."""
+    return F.causal_mask(t) == 0
 
 
 def _mask_mistakes(t: int) -> dict[str, Array]:
@@ -111,11 +100,11 @@ def _mask_mistakes(t: int) -> dict[str, Array]:
     xp = b.xp
     ones = xp.ones((t, t), dtype=b.float_dtype, device=b.device)
     zeros = xp.zeros((t, t), dtype=b.float_dtype, device=b.device)
-    below = _tril(t)
+    below = _allowed(t)
     return {
-        MASK_DIAGONAL: _additive(_tril(t, -1)),
-        MASK_ONE_FUTURE: _additive(_tril(t, 1)),
-        MASK_TRANSPOSED: _additive(xp.matrix_transpose(below)),
+        MASK_DIAGONAL: F.causal_mask(t, t, offset=-1),
+        MASK_ONE_FUTURE: F.causal_mask(t, t, offset=1),
+        MASK_TRANSPOSED: xp.matrix_transpose(F.causal_mask(t)),
         MASK_ZERO_ONE: xp.where(below, ones, zeros),
         MASK_ZERO_ONE + " (and the other way round)": xp.where(below, zeros, ones),
     }
@@ -129,13 +118,13 @@ def _weight_mistakes(q: Array, k: Array) -> dict[str, Array]:
     raw = xp.matmul(q, xp.matrix_transpose(k))
     scores = raw / math.sqrt(d)
     mask = F.causal_mask(t)
-    below = xp.astype(_tril(t), b.float_dtype)
+    below = xp.astype(_allowed(t), b.float_dtype)
     return {
         NO_SCALE: _softmax(raw + mask),
         SCALE_D: _softmax(raw / d + mask),
         NO_MASK: _softmax(scores),
-        MASK_DIAGONAL: _softmax(scores + _additive(_tril(t, -1))),
-        MASK_ONE_FUTURE: _softmax(scores + _additive(_tril(t, 1))),
+        MASK_DIAGONAL: _softmax(scores + F.causal_mask(t, t, offset=-1)),
+        MASK_ONE_FUTURE: _softmax(scores + F.causal_mask(t, t, offset=1)),
         MASK_AFTER: _softmax(scores) + mask,
         MASK_AFTER + " (zeroing the weights of the future after the softmax)": _softmax(scores) * below,
         SCORE_TIMES_MASK: _softmax(scores * below),
@@ -174,9 +163,9 @@ def mask_values(student: Student) -> None:
         got = student.call("causal_mask", t)
         C.expect_array(got, f"causal_mask({t})", shape=(t, t), hint=ADDITIVE)
         h = C.host(got).astype("float64")
-        future = h[~C.host(_tril(t))]
+        future = h[~C.host(_allowed(t))]
         if t > 1 and bool(
-            (future > -math.inf).all() and (future < -100.0).all() and (h[C.host(_tril(t))] == 0).all()
+            (future > -math.inf).all() and (future < -100.0).all() and (h[C.host(_allowed(t))] == 0).all()
         ):
             raise CheckFailed(
                 f"causal_mask({t}) has {future[0]:.3g} above the diagonal, expected -inf", MASK_LARGE
@@ -308,7 +297,7 @@ def weights_edges(student: Student) -> None:
 
 
 @EXERCISE.check(
-    "each row of weights sums to 1, and every weight on a future key is exactly 0", kind="property"
+    "attention_weights: each row sums to 1, and every weight on a future key is exactly 0", kind="property"
 )
 def weights_properties(student: Student) -> None:
     with C.float64():
@@ -322,7 +311,7 @@ def weights_properties(student: Student) -> None:
         f"row {i} of the weights of sequence {b} sums to {sums[b, i]:.6g}, expected 1 (shape {w.shape})",
         MASK_AFTER,
     )
-    future = abs(w) * ~C.host(_tril(w.shape[-1]))  # the weights on keys j > i
+    future = abs(w) * ~C.host(_allowed(w.shape[-1]))  # the weights on keys j > i
     if (future != 0).any():
         flat = int(future.reshape(-1).argmax())
         b, rest = divmod(flat, w.shape[1] * w.shape[2])
@@ -457,7 +446,7 @@ def attention_edges(student: Student) -> None:
         )
 
 
-@EXERCISE.check("causality: changing a token changes no output before it", kind="property")
+@EXERCISE.check("self_attention is causal: changing a token changes no output before it", kind="property")
 def causality(student: Student) -> None:
     with C.float64():
         x, w = C.random_array((2, 7, 8), seed=14), _projections(8, 8, 15)

@@ -27,6 +27,9 @@
 # Scores of 1000 are not rare in a trained model, and `exp(1000)` is `inf` (in float32 already
 # `exp(89)` is): `inf / inf` is `nan`. Subtracting the row's maximum changes nothing in the
 # result (the factor `exp(-max)` cancels) and makes the largest exponent `exp(0) = 1`.
+#
+# *Exercise 3 of 10.* Builds on `positional_encoding` (token vectors that know where they are).
+# Next, `multi_head_attention`: this head, H times side by side, with its backward pass.
 
 # %%
 import math

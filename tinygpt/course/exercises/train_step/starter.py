@@ -33,6 +33,9 @@
 # in place, and JAX's arrays cannot: `p -= lr * step` fails there, and on NumPy it silently
 # changes the caller's array too. Write `p = p - lr * step` and return the result; the caller
 # stores it.
+#
+# *Exercise 9 of 10.* Builds on `lm_loss` (the loss whose gradients the step follows). Next,
+# `generation`: the trained model writes text.
 
 # %%
 from typing import Any

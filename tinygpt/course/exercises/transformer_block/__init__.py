@@ -9,7 +9,6 @@ the library's own parts and named when the student's output matches one.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from tinygpt import backend, layers
@@ -67,68 +66,21 @@ ACT_LAST = "the activation sits between fc and proj: proj(act(fc(x))), not act(p
 
 
 # Building, loading, calling ------------------------------------------------------------------
-def random_state(module: Module, seed: int) -> dict[str, Any]:
-    """Random values for each of the library module's parameters (host arrays): norms far from 1 and 0.
-
-    (Also used by the gpt_model exercise.)
-    """
-    state = {}
-    for i, (name, p) in enumerate(module.named_parameters()):
-        if p.ndim == 2:
-            value = C.random_array(p.shape, seed + i, scale=1.0 / math.sqrt(p.shape[0]))
-        elif name.endswith("weight"):  # a LayerNorm's scale
-            value = C.random_array(p.shape, seed + i, scale=0.3, shift=1.0)
-        else:
-            value = C.random_array(p.shape, seed + i, scale=0.2)
-        state[name] = C.host(value)
-    return state
-
-
-def load_state(module: Module, state: dict[str, Any]) -> None:
-    """Copy ``state`` (name -> host array) into the module's parameters, in each parameter's dtype."""
-    for name, p in module.named_parameters():
-        p.data = backend.asarray(state[name], dtype=p.dtype)
-
-
-def make_module(student: Student, name: str, *args: Any) -> Module:
-    """The student's class ``name`` called with ``args`` and an rng; it must be a Module."""
-    obj = student.call(name, *args, rng=backend.Generator(3))
-    C.expect(
-        isinstance(obj, Module),
-        f"{name}(...) should make a Module, got {type(obj).__name__}",
-        f"declare it as the starter does: class {name}(Module)",
-    )
-    return obj
-
-
-def _parameters(student: Student, obj: Module, what: str) -> dict[str, Any]:
-    params = student.invoke(f"{what}.named_parameters", lambda: list(obj.named_parameters()))
-    return dict(params)
-
-
 def _same_parameters(student: Student, obj: Module, reference: Module, what: str) -> None:
     """The student's module has exactly the reference's parameter names and shapes."""
-    mine = {name: tuple(p.shape) for name, p in _parameters(student, obj, what).items()}
-    want = {name: tuple(p.shape) for name, p in reference.named_parameters()}
-    missing = [n for n in want if n not in mine]
-    unexpected = [n for n in mine if n not in want]
-    if missing or unexpected:
-        ln1, ln2 = getattr(obj, "ln1", None), getattr(obj, "ln2", None)
-        hint = NAMES_HINT
-        if ln1 is not None and ln1 is ln2:
-            hint = "ln1 and ln2 are one LayerNorm: " + SHARED_NORM
-        raise CheckFailed(
-            f"your {what}'s parameters are not the library's: missing {missing or 'none'}, "
-            f"unexpected {unexpected or 'none'}",
-            hint,
-        )
-    for name, shape in want.items():
-        if mine[name] != shape:
-            widths = name.startswith(("fc.", "proj.", "mlp.fc.", "mlp.proj."))
-            raise CheckFailed(
-                f"{what}.{name} should have shape {shape}, got {mine[name]}",
-                WIDTH if widths else NAMES_HINT,
-            )
+    shared = getattr(obj, "ln1", None) is not None and getattr(obj, "ln1", None) is getattr(obj, "ln2", None)
+    C.expect_parameters(
+        student,
+        obj,
+        reference,
+        what,
+        hint=lambda missing, unexpected: (
+            "ln1 and ln2 are one LayerNorm: " + SHARED_NORM if shared else NAMES_HINT
+        ),
+        shape_hint=lambda name: (
+            WIDTH if name.startswith(("fc.", "proj.", "mlp.fc.", "mlp.proj.")) else NAMES_HINT
+        ),
+    )
 
 
 def _forward(student: Student, obj: Module, x: Tensor, what: str, **options: Any) -> Tensor:
@@ -144,11 +96,11 @@ def _forward(student: Student, obj: Module, x: Tensor, what: str, **options: Any
 def _pair(student: Student, c: int, h: int, seed: int) -> tuple[Module, LibraryBlock]:
     """The student's block and the library's, with the same random weights (current float dtype)."""
     reference = LibraryBlock(c, h, rng=backend.Generator(seed))
-    block = make_module(student, "TransformerBlock", c, h)
+    block = C.make_module(student, "TransformerBlock", c, h)
     _same_parameters(student, block, reference, "TransformerBlock")
-    state = random_state(reference, seed)
-    load_state(reference, state)
-    load_state(block, state)
+    state = C.random_state(reference, seed)
+    C.load_state(reference, state)
+    C.load_state(block, state)
     return block, reference
 
 
@@ -194,75 +146,67 @@ def _mlp_mistakes(lib: layers.MLP, x: Tensor) -> dict[str, Array]:
         }
 
 
-def _compare(got: Array, want: Array, what: str, mistakes: Any, **options: Any) -> None:
-    """C.compare, with the known mistakes (``mistakes()``, costly on JAX) recomputed only on a failure."""
-    try:
-        C.compare(got, want, what, **options)
-    except CheckFailed:
-        C.compare(got, want, what, mistakes=mistakes(), **options)
-
-
 # The checks -------------------------------------------------------------------------------------
-@EXERCISE.check("MLP: the library's parameter names and shapes (C -> 4C -> C)", kind="shape")
+@EXERCISE.check("MLP has the library's parameter names and shapes (C -> 4C -> C)", kind="shape")
 def mlp_shapes(student: Student) -> None:
-    mlp = make_module(student, "MLP", 16)
+    mlp = C.make_module(student, "MLP", 16)
     _same_parameters(student, mlp, layers.MLP(16, rng=backend.Generator(0)), "MLP")
     x = Tensor(C.random_array((2, 6, 16), seed=1))
     out = _forward(student, mlp, x, "MLP")
     C.expect_array(out.data, "MLP(16)(x (2, 6, 16) float32)", shape=(2, 6, 16), dtype=x.dtype)
 
 
-@EXERCISE.check("MLP: matches the library's MLP with the same weights (float64)")
+@EXERCISE.check("MLP matches the library's MLP with the same weights (float64)")
 def mlp_values(student: Student) -> None:
     with C.float64():
         reference = layers.MLP(16, rng=backend.Generator(0))
-        mlp = make_module(student, "MLP", 16)
+        mlp = C.make_module(student, "MLP", 16)
         _same_parameters(student, mlp, reference, "MLP")
-        state = random_state(reference, 10)
-        load_state(reference, state)
-        load_state(mlp, state)
+        state = C.random_state(reference, 10)
+        C.load_state(reference, state)
+        C.load_state(mlp, state)
         x = Tensor(C.random_array((2, 6, 16), seed=11, scale=2.0))
         with no_grad():
             want = reference(x).data
-        _compare(
+        C.compare(
             _forward(student, mlp, x, "MLP").data,
             want,
             "MLP(x (2, 6, 16))",
-            lambda: _mlp_mistakes(reference, x),
+            mistakes=lambda: _mlp_mistakes(reference, x),
             rtol=1e-7,
             atol=1e-9,
             hint="proj(act(fc(x))) with act = GELU()",
         )
 
 
-@EXERCISE.check("TransformerBlock: the library's parameter names and shapes", kind="shape")
+@EXERCISE.check("TransformerBlock has the library's parameter names and shapes", kind="shape")
 def block_shapes(student: Student) -> None:
-    block = make_module(student, "TransformerBlock", 16, 2)
+    block = C.make_module(student, "TransformerBlock", 16, 2)
     _same_parameters(student, block, LibraryBlock(16, 2, rng=backend.Generator(0)), "TransformerBlock")
     x = Tensor(C.random_array((2, 6, 16), seed=2))
     out = _forward(student, block, x, "TransformerBlock")
     C.expect_array(out.data, "TransformerBlock(16, 2)(x (2, 6, 16) float32)", shape=(2, 6, 16), dtype=x.dtype)
 
 
-@EXERCISE.check("TransformerBlock: matches the library's block with the same weights (float64)")
+@EXERCISE.check("TransformerBlock matches the library's block with the same weights (float64)")
 def block_values(student: Student) -> None:
     with C.float64():
         block, reference = _pair(student, 16, 2, seed=20)
         x = Tensor(C.random_array((2, 6, 16), seed=21, scale=2.0, shift=0.5))
         with no_grad():
             want = reference(x).data
-        _compare(
+        C.compare(
             _forward(student, block, x, "TransformerBlock").data,
             want,
             "TransformerBlock(x (2, 6, 16))",
-            lambda: _wirings(reference, x),
+            mistakes=lambda: _wirings(reference, x),
             rtol=1e-7,
             atol=1e-9,
             hint="x = x + attn(ln1(x)); return x + mlp(ln2(x))",
         )
 
 
-@EXERCISE.check("edge cases: T = 1; one head", kind="edge")
+@EXERCISE.check("TransformerBlock edge cases: T = 1; one head", kind="edge")
 def edge_cases(student: Student) -> None:
     with C.float64():
         for c, h, shape in ((16, 2, (2, 1, 16)), (16, 1, (2, 6, 16))):
@@ -270,19 +214,17 @@ def edge_cases(student: Student) -> None:
             x = Tensor(C.random_array(shape, seed=31, scale=2.0))
             with no_grad():
                 want = reference(x).data
-            _compare(
+            C.compare(
                 _forward(student, block, x, "TransformerBlock").data,
                 want,
                 f"TransformerBlock({c}, {h})(x {shape})",
-                lambda: _wirings(reference, x),  # noqa: B023 - called at once
+                mistakes=lambda: _wirings(reference, x),  # noqa: B023 - called at once
                 rtol=1e-7,
                 atol=1e-9,
             )
 
 
-@EXERCISE.check(
-    "edge case: generating with a KV cache, one token at a time, gives the same outputs", kind="edge"
-)
+@EXERCISE.check("TransformerBlock with a KV cache, one token at a time, gives the same outputs", kind="edge")
 def kv_cache(student: Student) -> None:
     xp = backend.current().xp
     with C.float64():
@@ -311,7 +253,7 @@ def kv_cache(student: Student) -> None:
 
 
 @EXERCISE.check(
-    "properties: causal as a whole; with both branches zeroed the block returns x", kind="property"
+    "TransformerBlock is causal as a whole; with both branches zeroed it returns x", kind="property"
 )
 def properties(student: Student) -> None:
     xp = backend.current().xp
@@ -333,7 +275,6 @@ def properties(student: Student) -> None:
         stream = Tensor.wrap(x)
         with no_grad():
             got = _forward(student, block, stream, "TransformerBlock").data
-            wrong = _wirings(reference, stream)
         C.compare(
             got,
             x,
@@ -341,12 +282,12 @@ def properties(student: Student) -> None:
             rtol=0,
             atol=0,
             hint="the residual path: the stream x passes through the block untouched, and each branch adds to it",
-            mistakes=wrong,
+            mistakes=lambda: _wirings(reference, stream),
         )
 
 
 @EXERCISE.check(
-    "gradients: autograd through your block matches finite differences (float64)", kind="gradient"
+    "TransformerBlock's gradient of x (autograd) matches finite differences (float64)", kind="gradient"
 )
 def finite_differences(student: Student) -> None:
     xp = backend.current().xp
@@ -375,7 +316,7 @@ def finite_differences(student: Student) -> None:
         C.check_gradient(loss, [x], [leaf.grad_data], ["the gradient of x"], samples=6, hint=GRAPH)
 
 
-@EXERCISE.check("gradients: every parameter's gradient is the library block's", kind="gradient")
+@EXERCISE.check("TransformerBlock's parameter gradients are the library block's", kind="gradient")
 def parameter_gradients(student: Student) -> None:
     with C.float64():
         block, reference = _pair(student, 16, 2, seed=70)
@@ -386,7 +327,7 @@ def parameter_gradients(student: Student) -> None:
         C.expect(out.requires_grad, "TransformerBlock's output does not require grad", GRAPH)
         student.invoke("backward through your TransformerBlock", out.backward, g)
         reference(theirs).backward(g)
-        params = _parameters(student, block, "TransformerBlock")
+        params = C.parameters(student, block, "TransformerBlock")
         for name, p in reference.named_parameters():
             got = params[name].grad_data
             if got is None:
@@ -401,13 +342,14 @@ def parameter_gradients(student: Student) -> None:
 
 
 @EXERCISE.check(
-    "in every layer of a TinyGPT, trains on Shakespeare like the library's block", kind="milestone"
+    "milestone: a TinyGPT with your TransformerBlock in every layer trains on Shakespeare like the library's",
+    kind="milestone",
 )
 def milestone(student: Student) -> str:
     def make(old: LibraryBlock) -> Module:
-        block = make_module(student, "TransformerBlock", old.ln1.weight.shape[0], old.attn.n_head)
+        block = C.make_module(student, "TransformerBlock", old.ln1.weight.shape[0], old.attn.n_head)
         _same_parameters(student, block, old, "TransformerBlock")
-        load_state(block, old.state_dict())
+        C.load_state(block, old.state_dict())
         return block
 
     return train_and_compare(

@@ -28,6 +28,9 @@
 # `MultiHeadAttention`); autograd gives the backward pass. The grader copies the same weights
 # into your block and the library's `TransformerBlock`, compares outputs and gradients, then
 # puts your block into every layer of a real TinyGPT and trains it on Shakespeare.
+#
+# *Exercise 6 of 10.* Builds on `multi_head_attention` and `layer_norm` (used here as the library's
+# layers). Next, `gpt_model`: a stack of these blocks between the embeddings and the head.
 
 # %%
 from tinygpt.backend import Generator
