@@ -20,8 +20,11 @@ import glob
 import json
 import os
 import shutil
+import signal
 import stat
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -57,19 +60,62 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block ends: for short steps that must not be cut in two.
+
+    Python acts on a signal between any two bytecodes, so without this an interrupt can land just
+    after ``mkdtemp`` made a directory and before the cleanup that knows its name (a prepare test
+    caught that gap). Held signals are delivered, in order, as the block exits.
+    """
+    held: list[int] = []
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():  # only it runs Python's handlers
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not None:  # None: set outside Python, cannot be put back
+                previous[signum] = signal.signal(signum, lambda number, _frame: held.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in held:
+            signal.raise_signal(signum)
+
+
+@contextlib.contextmanager
+def scratch(path: Path, suffix: str, *, directory: bool) -> Iterator[Path]:
+    """A new private file or directory ``.<name>.<random><suffix>`` beside ``path``, deleted if the block raises.
+
+    What the block renames away (publishes) is not touched; an interrupt never leaves one behind.
+    """
+    made: Path | None = None
+    try:
+        with interrupts_held():  # one that comes meanwhile is raised as this ends, ``made`` known
+            if directory:
+                made = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent))
+            else:
+                fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+                os.close(fd)
+                made = Path(name)
+        yield made
+    except BaseException:
+        if made is not None:
+            if made.is_dir() and not made.is_symlink():
+                shutil.rmtree(made, ignore_errors=True)
+            else:
+                made.unlink(missing_ok=True)
+        raise
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically; the file gets the usual permissions (umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with scratch(path, ".tmp", directory=False) as tmp:
         os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it private; these files need not be
-        fsync_write(Path(tmp), data)
+        fsync_write(tmp, data)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     fsync_dir(path.parent)
 
 
@@ -86,19 +132,25 @@ def publish_directory(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)  # one that appeared meanwhile and holds anything makes this fail: nothing lost
         fsync_dir(path.parent)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    swapped = False
     try:
-        os.replace(path, old)  # onto our own empty directory (POSIX rename replaces an empty one)
-    except BaseException:
-        old.rmdir()
-        raise
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        os.replace(old, path)  # failed between the renames: put the old one back
-        raise
-    fsync_dir(path.parent)
-    shutil.rmtree(old, ignore_errors=True)
+        with interrupts_held():  # the two renames are never cut apart by a Ctrl-C
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            try:
+                os.replace(path, old)  # onto our own empty directory (POSIX rename replaces an empty one)
+            except BaseException:
+                old.rmdir()
+                raise
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)  # failed between the renames: put the old one back
+                raise
+            swapped = True
+    finally:
+        if swapped:  # even when a Ctrl-C held during the swap is raised now
+            fsync_dir(path.parent)
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def moved_aside(path: Path) -> list[Path]:

@@ -1,17 +1,20 @@
 """The command line: train / sample / eval / info work, and every bad input is one clear line."""
 
+import itertools
 import json
 import math
 import shlex
 import shutil
 import signal
 import subprocess
+import threading
 
 import pytest
 
 from tests.lm_helpers import PYTHON, subprocess_env
 from tinygpt import backend
 from tinygpt.cli import main
+from tinygpt.cli import sample as sample_command
 from tinygpt.data import min_text_length
 from tinygpt.errors import BackendError
 
@@ -438,14 +441,32 @@ def test_several_samples_are_streamed_as_they_are_made_and_ctrl_c_stops(tmp_path
          "--max-new-tokens", "10000000", "--seed", "0"],
         env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert proc.stdout.readline() == "--- sample 1 ---\n"  # the first sample streams at once
-    assert len(proc.stdout.read(200)) == 200
-    estimate = proc.stderr.readline() + proc.stderr.readline()  # a blank line, then the estimate
-    assert "tinygpt sample: about" in estimate and "Ctrl-C stops" in estimate
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    watchdog = threading.Timer(60, proc.kill)  # a read below that never ends fails the test instead
+    watchdog.start()
+    try:
+        assert proc.stdout.readline() == "--- sample 1 ---\n"  # the first sample streams at once
+        assert len(proc.stdout.read(200)) == 200
+        estimate = proc.stderr.readline() + proc.stderr.readline()  # a blank line, then the estimate
+        assert "tinygpt sample: about" in estimate and "Ctrl-C stops" in estimate, estimate
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        watchdog.cancel()
+        proc.kill()
     assert proc.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
+
+
+def test_the_estimate_is_said_even_when_the_clock_passes_a_second_between_two_readings(
+    capsys, run_dir, monkeypatch
+):
+    # Each reading of the clock is 0.6 s after the last: the first token is at 0.6 s (too early),
+    # the second at 1.2 s. Reading the clock twice per token once skipped the estimate for good.
+    clock = itertools.count(0, 0.6)
+    monkeypatch.setattr(sample_command.time, "perf_counter", lambda: next(clock))
+    code, _, err = run_cli(capsys, "sample", "--checkpoint", run_dir, "--max-new-tokens", "200")
+    assert code == 0, err
+    assert "tinygpt sample: about 2 min for the remaining 198 tokens" in err, err
 
 
 def test_time_left_is_said_only_for_long_work():

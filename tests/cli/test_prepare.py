@@ -79,8 +79,10 @@ def test_a_prepare_stopped_midway_leaves_nothing_behind(tmp_path, signum, code):
         cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60
-    while not [p for p in tmp_path.iterdir() if p.name.startswith(".data.partial-")]:  # encoding has begun
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+    while not [
+        p for p in tmp_path.iterdir() if p.name.startswith(".data.") and p.name.endswith(".partial")
+    ]:  # encoding has begun
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate(timeout=60)
         time.sleep(0.005)
     process.send_signal(signum)
     out, err = process.communicate(timeout=60)

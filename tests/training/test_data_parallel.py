@@ -187,7 +187,7 @@ def _interrupt(backend_name, corpus, out, signum):
     )
     deadline = time.monotonic() + TIMEOUT_S
     while not (out / "metrics.jsonl").exists() or len(_losses(out)) < 2:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=TIMEOUT_S)
         time.sleep(0.01)
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=TIMEOUT_S)

@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from safetensors.numpy import save as st_save
 from tinygpt import backend, files
 from tinygpt.checkpoint.weight_files import load_safetensors_bytes
 from tinygpt.errors import CheckpointError
-from tinygpt.files import fsync_dir, fsync_write, json_bytes, listing, publish_directory, umask
+from tinygpt.files import fsync_dir, fsync_write, json_bytes, listing, publish_directory, scratch, umask
 from tinygpt.models import TinyGPT
 from tinygpt.tokenizers import Tokenizer
 
@@ -197,8 +195,7 @@ def save_checkpoint(
     path = Path(path)
     _check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
+    with scratch(path, ".tmp", directory=True) as tmp:  # removed if anything below fails
         os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; a checkpoint is shared like any file
         written: dict[str, bytes] = {}
         weights = {name: array.astype("float32") for name, array in model.state_dict().items()}
@@ -222,9 +219,6 @@ def save_checkpoint(
         fsync_write(tmp / "config.json", json_bytes(config))
         fsync_dir(tmp)
         publish_directory(tmp, path)  # between its two renames, resolve_checkpoint finds the old one
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

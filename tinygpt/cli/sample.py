@@ -87,10 +87,13 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
             done += 1
             if not estimated:
-                message = time_left(done, total, time.perf_counter() - start)
+                elapsed = (
+                    time.perf_counter() - start
+                )  # read once: two clocks straddling 1 s lost the estimate
+                message = time_left(done, total, elapsed)
                 if message is not None:
                     print(f"\n{message}", file=sys.stderr, flush=True)
-                estimated = message is not None or time.perf_counter() - start > ESTIMATE_AFTER_S
+                estimated = elapsed >= ESTIMATE_AFTER_S  # said now, or the rest is short: asked once
         sys.stdout.write("\n")
         sys.stdout.flush()
     return 0

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,7 +45,7 @@ from tinygpt.datasets.manifest import (
 )
 from tinygpt.datasets.source import CHUNK_BYTES, Digest, Scan, TextSource, _cut
 from tinygpt.errors import ConfigError, CorpusError
-from tinygpt.files import fsync_dir, json_bytes, umask
+from tinygpt.files import fsync_dir, json_bytes, scratch, umask
 from tinygpt.progress import Progress
 from tinygpt.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
 from tinygpt.tokenizers.bpe import CHUNK_CHARS, chunks
@@ -119,8 +118,7 @@ def prepare_dataset(
     tokenizer_bytes = json_bytes(tok.to_dict())
     _check_disk(out.parent, estimate * itemsize(dtype) + len(tokenizer_bytes), estimate, dtype)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with scratch(out, ".partial", directory=True) as tmp:  # removed if anything below fails
         splits, forced = _timed(
             say,
             "encoded",
@@ -156,9 +154,6 @@ def prepare_dataset(
         os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; a dataset is shared like any directory
         fsync_dir(tmp)
         _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # only ever the directory this call made
-        raise
     dataset = open_dataset(out)
     m = dataset.manifest
     seconds = time.perf_counter() - started
