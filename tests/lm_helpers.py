@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +65,17 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+@contextlib.contextmanager
+def killed_after(proc: subprocess.Popen, seconds: float = 60) -> Iterator[subprocess.Popen]:
+    """Read ``proc``'s pipes inside this: past ``seconds`` it is killed, so a line it never writes
+    ends the read (a failed assertion) instead of blocking the suite; it is killed on the way out."""
+    watchdog = threading.Timer(seconds, proc.kill)
+    watchdog.start()
+    try:
+        yield proc
+    finally:
+        watchdog.cancel()
+        proc.kill()
+        proc.wait(timeout=30)

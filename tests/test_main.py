@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from tests.lm_helpers import PYTHON, REPO_ROOT, subprocess_env
+from tests.lm_helpers import PYTHON, REPO_ROOT, killed_after, subprocess_env
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
 
@@ -58,13 +58,11 @@ def test_ctrl_c_while_imports_run_exits_130_without_a_traceback(tmp_path, entry,
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
+    with killed_after(child):
         assert child.stderr is not None
         assert child.stderr.readline() == "blocking the import\n"
         child.send_signal(signal.SIGINT)
         err = child.communicate(timeout=30)[1]
-    finally:
-        child.kill()
     assert child.returncode == 130, err
     assert err == "tinygpt: interrupted\n"
 

@@ -7,11 +7,10 @@ import shlex
 import shutil
 import signal
 import subprocess
-import threading
 
 import pytest
 
-from tests.lm_helpers import PYTHON, subprocess_env
+from tests.lm_helpers import PYTHON, killed_after, subprocess_env
 from tinygpt import backend
 from tinygpt.cli import main
 from tinygpt.cli import sample as sample_command
@@ -441,18 +440,13 @@ def test_several_samples_are_streamed_as_they_are_made_and_ctrl_c_stops(tmp_path
          "--max-new-tokens", "10000000", "--seed", "0"],
         env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    watchdog = threading.Timer(60, proc.kill)  # a read below that never ends fails the test instead
-    watchdog.start()
-    try:
+    with killed_after(proc):
         assert proc.stdout.readline() == "--- sample 1 ---\n"  # the first sample streams at once
         assert len(proc.stdout.read(200)) == 200
         estimate = proc.stderr.readline() + proc.stderr.readline()  # a blank line, then the estimate
         assert "tinygpt sample: about" in estimate and "Ctrl-C stops" in estimate, estimate
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
-    finally:
-        watchdog.cancel()
-        proc.kill()
     assert proc.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
 

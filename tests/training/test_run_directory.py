@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from tests.lm_helpers import subprocess_env, tiny_model
+from tests.lm_helpers import killed_after, subprocess_env, tiny_model
 from tinygpt.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from tinygpt.errors import CheckpointError, ConfigError
 from tinygpt.tokenizers import CharTokenizer
@@ -191,12 +191,13 @@ def test_a_lock_left_by_a_killed_process_is_not_stale(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=subprocess_env()
     )
-    assert proc.stdout.readline().strip() == "locked"
-    with pytest.raises(ConfigError, match=f"pid {proc.pid}"):
-        with RunDirectory(tmp_path / "run").locked():
-            pass
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    with killed_after(proc):
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(ConfigError, match=f"pid {proc.pid}"):
+            with RunDirectory(tmp_path / "run").locked():
+                pass
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
     assert (tmp_path / "run" / "run.lock").exists()  # left behind by the kill ...
     with RunDirectory(tmp_path / "run").locked():  # ... and not in the way
         pass
