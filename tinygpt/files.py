@@ -69,18 +69,18 @@ def interrupts_held() -> Iterator[None]:
     caught that gap). Held signals are delivered, in order, as the block exits.
     """
     held: list[int] = []
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():  # only it runs Python's handlers
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(signum) is not None:  # None: set outside Python, cannot be put back
-                previous[signum] = signal.signal(signum, lambda number, _frame: held.append(number))
+        for name in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(name) is not None:  # None: set outside Python, cannot be put back
+                previous[name] = signal.signal(name, lambda number, _frame: held.append(number))
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in held:
-            signal.raise_signal(signum)
+        for name, handler in previous.items():
+            signal.signal(name, handler)
+        for number in held:
+            signal.raise_signal(number)
 
 
 @contextlib.contextmanager
