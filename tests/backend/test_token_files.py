@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.lm_helpers import REPO_ROOT, host
+from tests.lm_helpers import host, subprocess_env
 from tinygpt import backend
 from tinygpt.backend import token_files
 from tinygpt.backend.token_files import TokenFile, TokenWriter, token_dtype
@@ -117,8 +117,7 @@ def test_a_file_larger_than_the_address_space_limit_is_read_window_by_window(tmp
         print("ok")
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("TINYGPT_BACKEND", None)
+    env = subprocess_env()  # the repository first, then what PYTHONPATH held (a device's carried wheels)
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
     )

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from tests.cli.test_commands import TINY, assert_one_line_error, run_cli
-from tests.lm_helpers import REPO_ROOT, subprocess_env
+from tests.lm_helpers import subprocess_env
 from tinygpt.datasets import cache as cache_module
 from tinygpt.datasets import open_dataset
 
@@ -162,7 +162,7 @@ RANK_MEMORY = textwrap.dedent(
 def train_measured(cwd, address_space_limit, *args):
     result = subprocess.run(
         [sys.executable, "-c", RANK_MEMORY, str(address_space_limit), "train", *map(str, args), *TINY],
-        cwd=cwd, env=subprocess_env(PYTHONPATH=str(REPO_ROOT)), capture_output=True, text=True, timeout=300,
+        cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return int(result.stdout.split("PEAK_KB")[-1].split()[0]) / 1024
