@@ -25,10 +25,11 @@ def _ctrl_c_as_it_returns(real):
 def test_a_ctrl_c_just_after_the_scratch_path_is_made_leaves_nothing(tmp_path, monkeypatch, directory):
     monkeypatch.setattr(tempfile, "mkdtemp", _ctrl_c_as_it_returns(real_mkdtemp))
     monkeypatch.setattr(tempfile, "mkstemp", _ctrl_c_as_it_returns(real_mkstemp))
+    (tmp_path / ".out.mine.tmp").write_text("a user's file, named like ours")
     with pytest.raises(KeyboardInterrupt):
         with files.scratch(tmp_path / "out", ".tmp", directory=directory):
             pytest.fail("the interrupt is raised before the block runs")
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".out.mine.tmp"]  # only what scratch made is gone
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
 

@@ -100,11 +100,10 @@ def scratch(path: Path, suffix: str, *, directory: bool) -> Iterator[Path]:
                 made = Path(name)
         yield made
     except BaseException:
-        if made is not None:
-            if made.is_dir() and not made.is_symlink():
-                shutil.rmtree(made, ignore_errors=True)
-            else:
-                made.unlink(missing_ok=True)
+        if made is not None and directory:
+            shutil.rmtree(made, ignore_errors=True)  # only ever what mkdtemp made just now
+        elif made is not None:
+            made.unlink(missing_ok=True)
         raise
 
 

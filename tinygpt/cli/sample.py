@@ -87,9 +87,8 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
             done += 1
             if not estimated:
-                elapsed = (
-                    time.perf_counter() - start
-                )  # read once: two clocks straddling 1 s lost the estimate
+                # One reading: two that straddled 1 s once marked the estimate said without saying it.
+                elapsed = time.perf_counter() - start
                 message = time_left(done, total, elapsed)
                 if message is not None:
                     print(f"\n{message}", file=sys.stderr, flush=True)
